@@ -1,0 +1,3 @@
+"""Imports every command module so that their commands register on the app."""
+
+from serving.cli import data_commands  # noqa: F401

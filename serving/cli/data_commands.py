@@ -1,0 +1,3 @@
+"""Data commands: generate, validate, features."""
+
+from __future__ import annotations
