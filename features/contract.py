@@ -156,6 +156,17 @@ CONTRACT: dict[str, TableSpec] = {
             ),
             event_date="due_date",
         ),
+        TableSpec(
+            "account_managers",
+            "The people who own accounts, for allocation. Optional; not used for features.",
+            (
+                _c("owner_id", "id", True, "Matches accounts.owner_id"),
+                _c("name", "string"),
+                _c("seniority", "string", description="junior / senior / executive"),
+                _c("capacity_accounts", "number", description="How many accounts the person can own"),
+                _c("capacity_hours", "number", description="Hours per month available for accounts"),
+            ),
+        ),
     )
 }
 
