@@ -23,10 +23,11 @@ MANIFEST_FILE = "manifest.json"
 
 @dataclass(frozen=True)
 class RunInfo:
-    """A completed run folder and the as-of date it scored."""
+    """A completed run folder, the as-of date it scored and the horizon of its scores."""
 
     path: Path
     as_of: pd.Timestamp
+    horizon_days: int | None = None
 
 
 def default_runs_root() -> Path:
@@ -42,9 +43,13 @@ def read_run_info(path: Path) -> RunInfo | None:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         as_of = pd.Timestamp(manifest["as_of"])
-    except (OSError, ValueError, KeyError, TypeError):
+        horizon = manifest.get("horizon_days")
+        horizon_days = int(horizon) if horizon is not None else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return RunInfo(path=Path(path), as_of=as_of)
+    if pd.isna(as_of):
+        return None
+    return RunInfo(path=Path(path), as_of=as_of, horizon_days=horizon_days)
 
 
 def list_runs(root: Path) -> list[RunInfo]:
