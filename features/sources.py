@@ -1,0 +1,417 @@
+"""Loading a company's data through its `sources.yaml` (the data contract).
+
+```yaml
+name: acme
+tables:
+  accounts:
+    path: crm/accounts.csv               # CSV, Parquet or JSON, by extension
+    columns: {account_id: Id, segment: Tier}
+  usage:
+    path: exports/usage_*.parquet         # a glob reads several files as one table
+  orders:
+    sql: >                                # any DuckDB query returning contract columns
+      SELECT CustomerID AS account_id, InvoiceDate AS date, Quantity * UnitPrice AS amount
+      FROM read_csv('orders.csv')
+```
+
+Paths, in `path` and inside `sql`, are relative to the folder of the YAML
+file. A `path` table may also give `format` (csv / parquet / json, when the
+extension does not say) and `read_options` (passed to DuckDB's `read_csv`,
+`read_parquet` or `read_json`, e.g. `{delim: ";"}`). CSV files are read as
+text and typed by the contract's rules (so ids keep their leading zeros).
+
+`load_sources` returns typed contract frames (see `features.typed_tables`),
+an `accounts` table derived from the revenue table's ids when none is given,
+the validation report, and a content fingerprint per table. Problems that
+make a table unreadable (bad YAML, unknown table, missing file, SQL error,
+missing required column) raise `SourcesError` naming every such problem.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.contract import CONTRACT, Tables
+from features.issues import Issue, Rule, TableLoad, ValidationReport
+from features.typed_tables import (
+    first_lines,
+    quote_identifier,
+    quote_literal,
+    raw_select_sql,
+    select_columns,
+    type_raw_table,
+    unknown_table_issue,
+)
+from features.validation import check_loaded_tables
+
+logger = logging.getLogger(__name__)
+
+FileFormat = Literal["csv", "parquet", "json"]
+
+FORMAT_BY_SUFFIX: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
+COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd")
+READ_FUNCTIONS: dict[FileFormat, str] = {
+    "csv": "read_csv",
+    "parquet": "read_parquet",
+    "json": "read_json",
+}
+# CSV is read as text so that the contract's typing rules apply (and ids keep leading zeros).
+DEFAULT_READ_OPTIONS: dict[FileFormat, dict[str, Any]] = {
+    "csv": {"all_varchar": True},
+    "parquet": {},
+    "json": {},
+}
+# How much of a failing query the error message shows.
+QUERY_PREVIEW_CHARS = 300
+
+_OPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class SourcesError(Exception):
+    """A `sources.yaml` that cannot be loaded; `issues` names every problem found."""
+
+    def __init__(self, message: str, issues: list[Issue] | None = None) -> None:
+        super().__init__(message)
+        self.issues: list[Issue] = issues or [
+            Issue(None, None, Rule.INVALID_CONFIG, "error", 0, message)
+        ]
+
+    @classmethod
+    def from_issues(cls, issues: list[Issue]) -> SourcesError:
+        return cls("\n".join(issue.message for issue in issues), issues)
+
+
+class TableSource(BaseModel):
+    """Where one contract table comes from: a file (`path`) or a DuckDB query (`sql`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    sql: str | None = None
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="contract column -> source column"
+    )
+    format: FileFormat | None = None
+    read_options: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> TableSource:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of `path` or `sql`")
+        if self.sql is not None and (self.format or self.read_options):
+            raise ValueError("`format` and `read_options` apply to `path` only")
+        for option in self.read_options:
+            if not _OPTION_NAME.match(option):
+                raise ValueError(f"read option {option!r} is not a valid option name")
+        return self
+
+
+class SourcesConfig(BaseModel):
+    """The parsed `sources.yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    description: str | None = None
+    tables: dict[str, TableSource]
+
+
+@dataclass(frozen=True)
+class LoadedSources:
+    """Typed contract tables loaded through a `sources.yaml`, with the report and fingerprints."""
+
+    name: str
+    path: Path
+    base_dir: Path
+    config: SourcesConfig
+    tables: Tables
+    report: ValidationReport
+    # table name -> "sha256:<hex>" of the file(s) read, or of the query result for `sql`.
+    fingerprints: dict[str, str]
+
+    def raise_for_errors(self) -> LoadedSources:
+        """Self when the data is usable; otherwise SourcesError listing the errors."""
+        if self.report.ok:
+            return self
+        raise SourcesError.from_issues(self.report.errors)
+
+
+def read_sources_config(path: str | Path) -> SourcesConfig:
+    """Parse and check a `sources.yaml` (structure, table and column names); no data is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourcesError(
+            f"sources file {str(path)!r} does not exist",
+            [
+                Issue(
+                    None,
+                    None,
+                    Rule.FILE_NOT_FOUND,
+                    "error",
+                    0,
+                    f"sources file {str(path)!r} does not exist",
+                )
+            ],
+        )
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SourcesError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise SourcesError(
+            f"{path} must be a mapping with a `tables:` key (see docs/data-contract.md)"
+        )
+    try:
+        config = SourcesConfig.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in detail['loc']) or '(top level)'}: {detail['msg']}"
+            for detail in error.errors()
+        )
+        raise SourcesError(f"{path} does not follow the sources.yaml format: {problems}") from None
+
+    issues = [unknown_table_issue(table) for table in config.tables if table not in CONTRACT]
+    for table, source in config.tables.items():
+        if table not in CONTRACT:
+            continue
+        allowed = CONTRACT[table].column_names
+        for column in source.columns:
+            if column not in allowed:
+                issues.append(
+                    Issue(
+                        table,
+                        column,
+                        Rule.UNKNOWN_COLUMN,
+                        "error",
+                        0,
+                        f"tables.{table}.columns maps {column!r}, which is not a column of "
+                        f"{table}; its columns are: {', '.join(allowed)}",
+                    )
+                )
+        if source.path is not None and source.format is None and _file_format(source.path) is None:
+            issues.append(
+                Issue(
+                    table,
+                    None,
+                    Rule.INVALID_CONFIG,
+                    "error",
+                    0,
+                    f"tables.{table}.path {source.path!r}: the extension does not say the "
+                    "format; add `format: csv` (or parquet, json)",
+                )
+            )
+    if issues:
+        raise SourcesError.from_issues(issues)
+    return config
+
+
+def load_sources(path: str | Path) -> LoadedSources:
+    """Load every table of a `sources.yaml`, typed to the contract and validated.
+
+    Raises SourcesError when a table cannot be read at all; row-level problems
+    (excluded rows, rule violations) are in `.report` instead.
+    """
+    path = Path(path)
+    config = read_sources_config(path)
+    base_dir = path.resolve().parent
+    name = config.name or base_dir.name
+
+    files: dict[str, list[Path]] = {}
+    fatal: list[Issue] = []
+    for table, source in config.tables.items():
+        if source.path is not None:
+            found = _matching_files(base_dir, source.path)
+            if found:
+                files[table] = found
+            else:
+                fatal.append(
+                    Issue(
+                        table,
+                        None,
+                        Rule.FILE_NOT_FOUND,
+                        "error",
+                        0,
+                        f"{table}: file {source.path!r} does not exist "
+                        f"(looked for {base_dir / source.path})",
+                    )
+                )
+    if fatal:
+        raise SourcesError.from_issues(fatal)
+
+    tables: Tables = {}
+    loads: list[TableLoad] = []
+    issues: list[Issue] = []
+    fingerprints: dict[str, str] = {}
+    with duckdb.connect() as con:
+        con.execute(f"SET file_search_path = {quote_literal(str(base_dir))}")
+        con.execute("SET TimeZone = 'UTC'")
+        for table, source in config.tables.items():
+            started = time.perf_counter()
+            relation_sql, label = _relation_sql(source, files.get(table, []), base_dir)
+            raw_relation = quote_identifier(f"raw_{table}")
+            try:
+                source_columns = [
+                    row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
+                ]
+                selection = select_columns(table, source_columns, source.columns)
+                if selection.issues:
+                    fatal.extend(selection.issues)
+                if fatal:  # keep checking the other tables, but read no more data
+                    continue
+                con.execute(
+                    f"CREATE TEMP TABLE {raw_relation} AS "
+                    + raw_select_sql(selection, relation_sql)
+                )
+            except duckdb.Error as error:
+                fatal.append(_read_failure(table, source, error))
+                continue
+            typed = type_raw_table(
+                con, table, raw_relation, source=label, ignored_columns=selection.ignored
+            )
+            tables[table] = typed.frame
+            loads.append(typed.load)
+            issues.extend(typed.issues)
+            fingerprints[table] = (
+                _files_fingerprint(files[table], base_dir)
+                if table in files
+                else _result_fingerprint(con, raw_relation, source.sql or "")
+            )
+            con.execute(f"DROP TABLE {raw_relation}")
+            logger.info(
+                "loaded %s from %s: %d of %d rows in %.2fs",
+                table,
+                label,
+                typed.load.rows_loaded,
+                typed.load.rows_read,
+                time.perf_counter() - started,
+            )
+    if fatal:
+        raise SourcesError.from_issues(fatal)
+
+    completed, report = check_loaded_tables(tables, loads, issues, name=name, sources=str(path))
+    return LoadedSources(name, path, base_dir, config, completed, report, fingerprints)
+
+
+def _file_format(path: str) -> FileFormat | None:
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes = suffixes[:-1]
+    return FORMAT_BY_SUFFIX.get(suffixes[-1]) if suffixes else None
+
+
+def _matching_files(base_dir: Path, path: str) -> list[Path]:
+    full = base_dir / path
+    if _GLOB_CHARS.search(path):
+        return sorted(Path(match) for match in glob.glob(str(full), recursive=True))
+    return [full] if full.is_file() else []
+
+
+def _relation_sql(source: TableSource, files: list[Path], base_dir: Path) -> tuple[str, str]:
+    """(DuckDB FROM-clause item for the source, a short label for the report)."""
+    if source.sql is not None:
+        query = source.sql.strip().rstrip(";").strip()
+        return f"({query}) AS source_query", "sql"
+    assert source.path is not None
+    file_format = source.format or _file_format(source.path)
+    assert file_format is not None  # read_sources_config checked it
+    options = {**DEFAULT_READ_OPTIONS[file_format], **source.read_options}
+    if Path(source.path).suffix.lower() == ".tsv":
+        options.setdefault("delim", "\t")
+    targets = (
+        _sql_value([str(file) for file in files])
+        if len(files) > 1
+        else quote_literal(str(files[0]))
+    )
+    arguments = ", ".join(
+        [targets, *(f"{option} = {_sql_value(value)}" for option, value in options.items())]
+    )
+    return f"{READ_FUNCTIONS[file_format]}({arguments})", f"{file_format} {source.path}"
+
+
+def _sql_value(value: Any) -> str:
+    """A YAML value as a DuckDB literal (for `read_options`)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return quote_literal(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_sql_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ", ".join(f"{quote_literal(str(k))}: {_sql_value(v)}" for k, v in value.items())
+            + "}"
+        )
+    raise SourcesError(f"read option value {value!r} is not a number, text, list or mapping")
+
+
+def _read_failure(table: str, source: TableSource, error: duckdb.Error) -> Issue:
+    detail = first_lines(str(error), 12)
+    if source.sql is not None:
+        query = " ".join(source.sql.split())
+        preview = query[:QUERY_PREVIEW_CHARS] + ("..." if len(query) > QUERY_PREVIEW_CHARS else "")
+        return Issue(
+            table,
+            None,
+            Rule.SQL_ERROR,
+            "error",
+            0,
+            f"{table}: the SQL query failed.\nquery: {preview}\nDuckDB: {detail}",
+        )
+    return Issue(
+        table,
+        None,
+        Rule.READ_ERROR,
+        "error",
+        0,
+        f"{table}: cannot read {source.path!r}.\nDuckDB: {detail}",
+    )
+
+
+def _files_fingerprint(files: list[Path], base_dir: Path) -> str:
+    if len(files) == 1:
+        with files[0].open("rb") as handle:
+            return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+    combined = hashlib.sha256()
+    for file in files:
+        with file.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        combined.update(
+            f"{file.relative_to(base_dir) if file.is_relative_to(base_dir) else file}:{digest}\n".encode()
+        )
+    return "sha256:" + combined.hexdigest()
+
+
+def _result_fingerprint(con: duckdb.DuckDBPyConnection, raw_relation: str, query: str) -> str:
+    """An order-independent content hash of a query's (contract columns) result."""
+    rows, row_hash_sum = con.sql(
+        f"SELECT count(*), CAST(sum(hash(r)) AS VARCHAR) FROM {raw_relation} AS r"
+    ).fetchall()[0]
+    text = f"{' '.join(query.split())}\n{rows}\n{row_hash_sum}"
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

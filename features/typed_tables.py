@@ -1,0 +1,477 @@
+"""Raw tables typed to the data contract.
+
+A raw table (rows from a file, a SQL query or a DataFrame, columns already
+named as in the contract) becomes a typed contract frame here:
+
+- ids and strings -> pandas string (`str`), trimmed, empty text -> missing;
+- dates -> `datetime64[ns]` (naive, UTC for zoned values) from dates,
+  timestamps, ISO text (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS`, with `T` or an
+  offset) or `YYYYMMDD` (text or integer);
+- numbers -> `float64` from numeric columns or numeric text;
+- booleans -> pandas `boolean` from booleans, `1/0`, `true/false`, `t/f`,
+  `yes/no`, `y/n` (any case).
+
+Every contract column is present in the result (optional columns that were
+not given are all missing) and no other column is kept. Rows whose required
+value is missing or cannot be parsed are excluded; an optional value that
+cannot be parsed becomes missing. Both are counted and reported with example
+rows, so no row is ever dropped silently.
+
+The typing runs inside DuckDB (vectorised) so that tens of millions of rows
+load in seconds; nothing here loops over rows in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from features.contract import CONTRACT, REVENUE_TABLES, ColumnSpec, Tables, TableSpec
+from features.issues import EXAMPLE_ROWS, Issue, Rule, TableLoad
+
+# datetime64[ns] covers 1677-09-21 .. 2262-04-11; dates outside are unparseable.
+EARLIEST_DATE = "1678-01-01"
+LATEST_DATE = "2261-12-31"
+
+# Columns with a fixed vocabulary are compared in lower case.
+LOWERCASED_COLUMNS: frozenset[tuple[str, str]] = frozenset(
+    {("opportunities", "stage"), ("opportunities", "kind")}
+)
+
+TRUE_WORDS = ("true", "t", "yes", "y", "1")
+FALSE_WORDS = ("false", "f", "no", "n", "0")
+
+PANDAS_DTYPES: dict[str, str] = {
+    "id": "str",
+    "string": "str",
+    "date": "datetime64[ns]",
+    "number": "float64",
+    "bool": "boolean",
+}
+
+DUCKDB_TYPES: dict[str, str] = {
+    "id": "VARCHAR",
+    "string": "VARCHAR",
+    "date": "TIMESTAMP",
+    "number": "DOUBLE",
+    "bool": "BOOLEAN",
+}
+
+TYPE_DESCRIPTIONS: dict[str, str] = {
+    "date": (
+        f"date (YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or YYYYMMDD, between {EARLIEST_DATE[:4]}"
+        f" and {LATEST_DATE[:4]})"
+    ),
+    "number": "finite number",
+    "bool": "boolean (true/false, 1/0, yes/no)",
+}
+
+_INTEGER_TYPES = frozenset(
+    {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+    }
+)
+_FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE"})
+_TIMESTAMP_TYPES = frozenset({"DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"})
+_ZONED_TYPES = frozenset({"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"})
+
+
+@dataclass(frozen=True)
+class TypedTable:
+    """One typed contract frame with what loading did and found."""
+
+    frame: pd.DataFrame
+    load: TableLoad
+    issues: list[Issue] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TypedTables:
+    """Typed contract frames plus what loading did and found."""
+
+    tables: Tables
+    loads: list[TableLoad]
+    issues: list[Issue]
+
+
+@dataclass(frozen=True)
+class ColumnSelection:
+    """Which source column feeds each contract column of one table."""
+
+    sources: dict[str, str]
+    ignored: list[str]
+    issues: list[Issue]
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def select_columns(
+    table: str, source_columns: list[str], mapping: dict[str, str] | None = None
+) -> ColumnSelection:
+    """Match a source's columns to the contract columns of `table`.
+
+    A contract column is fed by the source column named in `mapping`, else by
+    the source column of the same name (exact, then case-insensitive). Missing
+    required columns and mapped columns absent from the source are errors.
+    """
+    spec = CONTRACT[table]
+    mapping = mapping or {}
+    by_lower: dict[str, list[str]] = {}
+    for column in source_columns:
+        by_lower.setdefault(column.lower(), []).append(column)
+
+    def find(name: str) -> str | None:
+        if name in source_columns:
+            return name
+        candidates = by_lower.get(name.lower(), [])
+        return candidates[0] if len(candidates) == 1 else None
+
+    sources: dict[str, str] = {}
+    issues: list[Issue] = []
+    available = ", ".join(source_columns) or "(none)"
+    for column in spec.columns:
+        if column.name in mapping:
+            found = find(mapping[column.name])
+            if found is None:
+                issues.append(
+                    Issue(
+                        table,
+                        column.name,
+                        Rule.MAPPED_COLUMN_NOT_FOUND,
+                        "error",
+                        0,
+                        f"{table}.{column.name} is mapped to source column "
+                        f"{mapping[column.name]!r}, which the source does not have "
+                        f"(it has: {available})",
+                    )
+                )
+                continue
+            sources[column.name] = found
+        else:
+            found = find(column.name)
+            if found is not None:
+                sources[column.name] = found
+            elif column.required:
+                issues.append(
+                    Issue(
+                        table,
+                        column.name,
+                        Rule.MISSING_REQUIRED_COLUMN,
+                        "error",
+                        0,
+                        f"{table} has no column {column.name!r} (required); map it with "
+                        f"`columns: {{{column.name}: <source column>}}` or in the SQL "
+                        f"(the source has: {available})",
+                    )
+                )
+    used = set(sources.values())
+    ignored = [column for column in source_columns if column not in used]
+    return ColumnSelection(sources, ignored, issues)
+
+
+def raw_select_sql(selection: ColumnSelection, relation_sql: str) -> str:
+    """SQL selecting the chosen source columns under their contract names."""
+    items = [
+        f"{quote_identifier(source)} AS {quote_identifier(name)}"
+        for name, source in selection.sources.items()
+    ]
+    return f"SELECT {', '.join(items) or '1 AS __none'} FROM {relation_sql}"
+
+
+def type_raw_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    raw_relation: str,
+    *,
+    source: str,
+    ignored_columns: list[str] | None = None,
+) -> TypedTable:
+    """Type the DuckDB table `raw_relation` (contract-named columns) as contract `table`."""
+    spec = CONTRACT[table]
+    raw_types = {
+        row[0]: row[1] for row in con.sql(f"DESCRIBE SELECT * FROM {raw_relation}").fetchall()
+    }
+    present_columns = [column for column in spec.columns if column.name in raw_types]
+    view = quote_identifier(f"typed_{table}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {view} AS "
+        + _typed_view_sql(spec, present_columns, raw_types, raw_relation)
+    )
+
+    checks: list[tuple[ColumnSpec, str, str]] = []  # (column, rule, condition)
+    for column in present_columns:
+        name = quote_identifier(column.name)
+        present = quote_identifier(f"__present_{column.name}")
+        if column.required:
+            checks.append((column, Rule.MISSING_VALUE, f"NOT {present}"))
+        if column.type not in ("id", "string"):
+            checks.append((column, Rule.UNPARSEABLE_VALUE, f"{present} AND {name} IS NULL"))
+    counts_sql = ", ".join(
+        ["count(*)", "count(*) FILTER (WHERE __excluded)"]
+        + [f"count(*) FILTER (WHERE {condition})" for _, _, condition in checks]
+    )
+    counts = con.sql(f"SELECT {counts_sql} FROM {view}").fetchall()[0]
+    rows_read, rows_excluded = int(counts[0]), int(counts[1])
+
+    issues: list[Issue] = []
+    raw_columns = ", ".join(
+        f"{quote_identifier('__raw_' + column.name)} AS {quote_identifier(column.name)}"
+        for column in present_columns
+    )
+    for (column, rule, condition), count in zip(checks, counts[2:], strict=True):
+        if not count:
+            continue
+        examples = [
+            _example(row, ["row", *[c.name for c in present_columns]])
+            for row in con.sql(
+                f"SELECT __row + 1 AS row, {raw_columns} FROM {view} WHERE {condition} "
+                f"ORDER BY __row LIMIT {EXAMPLE_ROWS}"
+            ).fetchall()
+        ]
+        issues.append(_loading_issue(table, column, rule, int(count), examples))
+
+    output = ", ".join(
+        (
+            quote_identifier(column.name)
+            if column.name in raw_types
+            else f"CAST(NULL AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(column.name)}"
+        )
+        for column in spec.columns
+    )
+    arrow = con.sql(f"SELECT {output} FROM {view} WHERE NOT __excluded").to_arrow_table()
+    frame = arrow_to_contract_frame(arrow, spec)
+    load = TableLoad(table, source, rows_read, rows_read - rows_excluded, ignored_columns or [])
+    return TypedTable(frame, load, issues)
+
+
+def arrow_to_contract_frame(arrow: pa.Table, spec: TableSpec) -> pd.DataFrame:
+    """An Arrow table with the contract columns of `spec` as a frame of contract dtypes."""
+    frame = arrow.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+    return frame.astype({column.name: PANDAS_DTYPES[column.type] for column in spec.columns})
+
+
+def empty_contract_frame(table: str, rows: int = 0) -> pd.DataFrame:
+    """A frame of contract `table` with `rows` all-missing rows and the contract dtypes."""
+    spec = CONTRACT[table]
+    return pd.DataFrame(
+        {
+            column.name: pd.Series([None] * rows, dtype=PANDAS_DTYPES[column.type])
+            for column in spec.columns
+        }
+    )
+
+
+def derive_accounts(tables: Tables) -> pd.DataFrame:
+    """An accounts table holding the account ids of the revenue table(s), in order of appearance."""
+    ids = [tables[name]["account_id"] for name in REVENUE_TABLES if name in tables]
+    if not ids:
+        return empty_contract_frame("accounts")
+    unique_ids = pd.concat(ids, ignore_index=True).dropna().drop_duplicates()
+    accounts = empty_contract_frame("accounts", len(unique_ids))
+    accounts["account_id"] = unique_ids.to_numpy()
+    return accounts.astype({"account_id": "str"})
+
+
+def coerce_tables(raw: Tables) -> TypedTables:
+    """Type hand-made or already-typed frames to the contract (the same rules as loading)."""
+    tables: Tables = {}
+    loads: list[TableLoad] = []
+    issues: list[Issue] = []
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for table, frame in raw.items():
+            if table not in CONTRACT:
+                issues.append(unknown_table_issue(table))
+                continue
+            source_columns = [str(column) for column in frame.columns]
+            selection = select_columns(table, source_columns)
+            issues.extend(selection.issues)
+            if any(issue.severity == "error" for issue in selection.issues):
+                continue
+            relation = f"frame_{table}"
+            try:
+                con.register(relation, frame.rename(columns=str))
+                raw_relation = quote_identifier(f"raw_{table}")
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {raw_relation} AS "
+                    + raw_select_sql(selection, quote_identifier(relation))
+                )
+            except duckdb.Error as error:
+                issues.append(
+                    Issue(
+                        table,
+                        None,
+                        Rule.READ_ERROR,
+                        "error",
+                        0,
+                        f"{table}: the frame cannot be read: {first_lines(str(error))}",
+                    )
+                )
+                continue
+            typed = type_raw_table(
+                con, table, raw_relation, source="frame", ignored_columns=selection.ignored
+            )
+            tables[table] = typed.frame
+            loads.append(typed.load)
+            issues.extend(typed.issues)
+    return TypedTables(tables, loads, issues)
+
+
+def unknown_table_issue(table: str) -> Issue:
+    return Issue(
+        table,
+        None,
+        Rule.UNKNOWN_TABLE,
+        "error",
+        0,
+        f"unknown table {table!r}; the contract tables are: {', '.join(CONTRACT)}",
+    )
+
+
+def first_lines(text: str, lines: int = 6) -> str:
+    """The first few lines of a (DuckDB) error message."""
+    return "\n".join(text.strip().splitlines()[:lines])
+
+
+def _typed_view_sql(
+    spec: TableSpec, columns: list[ColumnSpec], raw_types: dict[str, str], raw_relation: str
+) -> str:
+    """Two layers: parse every column, then apply range checks and the exclusion flag."""
+    parsed: list[str] = ["rowid AS __row"]
+    checked: list[str] = ["__row"]
+    for column in columns:
+        name = quote_identifier(column.name)
+        raw = quote_identifier(column.name)
+        raw_type = raw_types[column.name].upper()
+        expression, present = _parse_expression(spec.name, column, raw, raw_type)
+        parsed.append(f"{expression} AS {name}")
+        parsed.append(f"{present} AS {quote_identifier('__present_' + column.name)}")
+        parsed.append(f"CAST({raw} AS VARCHAR) AS {quote_identifier('__raw_' + column.name)}")
+        checked.append(f"{_checked_expression(column, name)} AS {name}")
+        checked.append(quote_identifier("__present_" + column.name))
+        checked.append(quote_identifier("__raw_" + column.name))
+    required = [c for c in columns if c.required]
+    excluded = (
+        " OR ".join(f"{_checked_expression(c, quote_identifier(c.name))} IS NULL" for c in required)
+        or "false"
+    )
+    checked.append(f"({excluded}) AS __excluded")
+    return (
+        f"SELECT {', '.join(checked)} FROM "
+        f"(SELECT {', '.join(parsed)} FROM {raw_relation}) AS parsed"
+    )
+
+
+def _parse_expression(table: str, column: ColumnSpec, raw: str, raw_type: str) -> tuple[str, str]:
+    """(typed value, whether a value is present) for one raw column of DuckDB type `raw_type`."""
+    base_type = re.sub(r"\(.*\)$", "", raw_type)
+    is_float = base_type in _FLOAT_TYPES
+    is_integer = base_type in _INTEGER_TYPES
+    is_numeric = is_float or is_integer or base_type == "DECIMAL"
+    text = f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
+    if is_float:
+        present = f"({raw} IS NOT NULL AND NOT isnan({raw}))"
+    elif is_numeric or base_type in _TIMESTAMP_TYPES | _ZONED_TYPES | {"BOOLEAN"}:
+        present = f"({raw} IS NOT NULL)"
+    else:
+        present = f"({text} IS NOT NULL)"
+
+    # Integral floats (ids or YYYYMMDD read as floats, e.g. from a DataFrame with gaps) as integers.
+    integral_text = (
+        f"CASE WHEN {raw} = trunc({raw}) AND abs({raw}) < 1e18 "
+        f"THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR) ELSE CAST({raw} AS VARCHAR) END"
+    )
+    if column.type in ("id", "string"):
+        if is_integer:
+            value = f"CAST({raw} AS VARCHAR)"
+        elif is_float:
+            value = f"CASE WHEN isnan({raw}) THEN NULL ELSE {integral_text} END"
+        else:
+            value = text
+        if (table, column.name) in LOWERCASED_COLUMNS:
+            value = f"lower({value})"
+        return value, present
+
+    if column.type == "date":
+        if base_type in _TIMESTAMP_TYPES:
+            return f"CAST({raw} AS TIMESTAMP)", present
+        if base_type in _ZONED_TYPES:
+            return f"timezone('UTC', {raw})", present
+        source_text = integral_text if is_float else text
+        compact = f"CASE WHEN regexp_full_match({source_text}, '[0-9]{{8}}') THEN TRY_STRPTIME({source_text}, '%Y%m%d') END"
+        if is_numeric:
+            return compact, present
+        iso = f"timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ))"
+        return f"COALESCE({compact}, {iso})", present
+
+    if column.type == "number":
+        if is_numeric:
+            return f"CAST({raw} AS DOUBLE)", present
+        return f"TRY_CAST({text} AS DOUBLE)", present
+
+    # bool
+    if base_type == "BOOLEAN":
+        return raw, present
+    if is_numeric:
+        return f"CASE WHEN {raw} = 1 THEN true WHEN {raw} = 0 THEN false END", present
+    true_words = ", ".join(quote_literal(word) for word in TRUE_WORDS)
+    false_words = ", ".join(quote_literal(word) for word in FALSE_WORDS)
+    return (
+        f"CASE WHEN lower({text}) IN ({true_words}) THEN true "
+        f"WHEN lower({text}) IN ({false_words}) THEN false END"
+    ), present
+
+
+def _checked_expression(column: ColumnSpec, name: str) -> str:
+    """The parsed value with out-of-range values (non-finite numbers, far dates) set missing."""
+    if column.type == "date":
+        return (
+            f"CASE WHEN {name} BETWEEN TIMESTAMP '{EARLIEST_DATE}' "
+            f"AND TIMESTAMP '{LATEST_DATE} 23:59:59' THEN {name} END"
+        )
+    if column.type == "number":
+        return f"CASE WHEN isfinite({name}) THEN {name} END"
+    return name
+
+
+def _example(row: tuple, names: list[str]) -> dict[str, object]:
+    return {name: value for name, value in zip(names, row, strict=True)}
+
+
+def _loading_issue(
+    table: str, column: ColumnSpec, rule: str, count: int, examples: list[dict[str, object]]
+) -> Issue:
+    where = f"{table}.{column.name}"
+    if rule == Rule.MISSING_VALUE:
+        message = f"{count:,} row(s) have no {where} (required); these rows are excluded"
+        return Issue(table, column.name, rule, "error", count, message, examples)
+    kind = TYPE_DESCRIPTIONS[column.type]
+    if column.required:
+        message = (
+            f"{count:,} row(s) have a {where} that is not a valid {kind}; these rows are excluded"
+        )
+        return Issue(table, column.name, rule, "error", count, message, examples)
+    message = (
+        f"{count:,} row(s) have a {where} that is not a valid {kind}; "
+        "the value is set to missing and the rows are kept"
+    )
+    return Issue(table, column.name, rule, "warning", count, message, examples)
