@@ -206,10 +206,12 @@ def concentration_curve(
     )
     top = min(highlight_top, n)
     x, y = frame.x(top / n), frame.y(float(cumulative_share[top - 1]))
+    anchor, dx = ("end", -8) if top / n > 0.6 else ("start", 8)
     body.append(
         f'<circle cx="{_f(x)}" cy="{_f(y)}" r="4" fill="{RISK_COLOR}"/>'
-        f'<text x="{_f(x + 8)}" y="{_f(y + 14)}" font-size="12" fill="{TEXT_COLOR}">'
-        f"top {top}: {escape(percent(float(cumulative_share[top - 1])))} of ARR</text>"
+        f'<text x="{_f(x + dx)}" y="{_f(y + 16)}" text-anchor="{anchor}" font-size="12" '
+        f'fill="{TEXT_COLOR}">top {top}: {escape(percent(float(cumulative_share[top - 1])))} '
+        "of ARR</text>"
     )
     return _svg(width, height, body, label)
 
@@ -250,7 +252,7 @@ def priority_matrix(
         width,
         height,
         left=64,
-        bottom=58,
+        top=30,
         y_min=math.log10(ticks[0]),
         y_max=math.log10(ticks[-1]),
     )
@@ -275,7 +277,7 @@ def priority_matrix(
             f"<title>{escape(n)}: p_churn {escape(percent(p))}, ARR {escape(compact_number(a))}, "
             f"{escape(g)}</title></circle>"
         )
-    legend_y = height - 18
+    legend_y = 16
     x = frame.left
     for g in group_names:
         body.append(
