@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from rich.console import Group
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -137,7 +138,7 @@ class ValidationReport:
 
 
 def render_report(report: ValidationReport) -> Group:
-    """A readable rich rendering: tables loaded, then every issue with its examples."""
+    """A readable rich rendering: rows loaded per table, then every issue with its examples."""
     parts: list[Any] = []
     title = "Validation of " + (report.sources or "tables")
     if report.name:
@@ -145,53 +146,54 @@ def render_report(report: ValidationReport) -> Group:
     parts.append(Text(title, style="bold"))
 
     if report.tables:
-        loads = Table(title="Tables", title_justify="left", show_edge=False)
-        for header in ("table", "source", "rows read", "loaded", "excluded", "ignored columns"):
-            loads.add_column(
-                header, justify="right" if header.startswith(("rows", "loaded", "excl")) else "left"
-            )
+        loads = Table(show_edge=False, pad_edge=False)
+        loads.add_column("table")
+        for header in ("rows read", "loaded", "excluded"):
+            loads.add_column(header, justify="right")
+        loads.add_column("source", overflow="fold")
         for load in report.tables:
             excluded = f"[red]{load.rows_excluded:,}[/]" if load.rows_excluded else "0"
             loads.add_row(
                 load.table,
-                load.source,
                 f"{load.rows_read:,}",
                 f"{load.rows_loaded:,}",
                 excluded,
-                ", ".join(load.ignored_columns),
+                load.source,
             )
         parts.append(loads)
+        for load in report.tables:
+            if load.ignored_columns:
+                parts.append(
+                    Text(
+                        f"{load.table}: source columns not in the contract (ignored): "
+                        + ", ".join(load.ignored_columns),
+                        style="dim",
+                    )
+                )
 
-    if report.issues:
-        issues = Table(title="Issues", title_justify="left", show_lines=True, show_edge=False)
-        for header in ("severity", "table", "column", "rule", "rows", "message and examples"):
-            issues.add_column(
-                header, justify="right" if header == "rows" else "left", overflow="fold"
-            )
-        ordered = sorted(report.issues, key=lambda issue: issue.severity != "error")
-        for issue in ordered:
-            style = "bold red" if issue.severity == "error" else "yellow"
-            detail = Text(issue.message)
-            for example in issue.examples:
-                detail.append("\n  e.g. " + _example_text(example), style="dim")
-            issues.add_row(
-                Text(issue.severity, style=style),
-                issue.table or "",
-                issue.column or "",
-                issue.rule,
-                f"{issue.count:,}",
-                detail,
-            )
-        parts.append(issues)
+    ordered = sorted(report.issues, key=lambda issue: issue.severity != "error")
+    for issue in ordered:
+        style = "bold red" if issue.severity == "error" else "bold yellow"
+        where = ".".join(part for part in (issue.table, issue.column) if part) or "sources"
+        header = Text()
+        header.append(f"{issue.severity.upper():<8}", style=style)
+        header.append(f"{where}  ", style="bold")
+        header.append(str(issue.rule), style="cyan")
+        if issue.count:
+            header.append(f"  ({issue.count:,} row{'s' if issue.count != 1 else ''})")
+        body = Text(issue.message)
+        for example in issue.examples:
+            body.append("\ne.g. " + _example_text(example), style="dim")
+        parts.extend([Text(), header, Padding(body, (0, 0, 0, 8))])
 
     n_errors, n_warnings = len(report.errors), len(report.warnings)
+    parts.append(Text())
     if report.ok:
-        verdict = Text(f"usable: 0 errors, {n_warnings} warning(s)", style="bold green")
+        parts.append(Text(f"usable: 0 errors, {n_warnings} warning(s)", style="bold green"))
     else:
-        verdict = Text(
-            f"not usable: {n_errors} error(s), {n_warnings} warning(s)", style="bold red"
+        parts.append(
+            Text(f"not usable: {n_errors} error(s), {n_warnings} warning(s)", style="bold red")
         )
-    parts.append(verdict)
     return Group(*parts)
 
 

@@ -466,12 +466,10 @@ def _loading_issue(
         return Issue(table, column.name, rule, "error", count, message, examples)
     kind = TYPE_DESCRIPTIONS[column.type]
     if column.required:
-        message = (
-            f"{count:,} row(s) have a {where} that is not a valid {kind}; these rows are excluded"
-        )
+        message = f"{count:,} row(s) have a value in {where} that is not a valid {kind}; these rows are excluded"
         return Issue(table, column.name, rule, "error", count, message, examples)
     message = (
-        f"{count:,} row(s) have a {where} that is not a valid {kind}; "
+        f"{count:,} row(s) have a value in {where} that is not a valid {kind}; "
         "the value is set to missing and the rows are kept"
     )
     return Issue(table, column.name, rule, "warning", count, message, examples)

@@ -21,3 +21,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a clear error (no traceback) and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+@app.callback()
+def portfolio() -> None:
+    """B2B account-portfolio scoring: features, churn and upsell models, the nightly job and the service."""
