@@ -1,0 +1,480 @@
+"""Point-in-time account features: the definitions compiled to one DuckDB query per as-of date.
+
+`build_account_features(tables, as_of)` returns one row per account active at
+the as-of date (ARR > 0) with the features of every family whose source table
+is given. Each family is a `GROUP BY account_id` pass over the rows of its
+table dated on or before the as-of day (see `features.definitions`), so the
+work is vectorised in DuckDB, never a Python loop over accounts.
+
+`compile_feature_sql` is the query itself, for a given set of available
+columns and an as-of date; another engine can run it after transpiling it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from types import TracebackType
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.contract import CONTRACT, REVENUE_TABLES, Tables
+from features.definitions import (
+    ARR_EPSILON,
+    FAMILY_QUERIES,
+    FEATURES,
+    REVENUE_SOURCE,
+    FamilyQuery,
+    FeatureSpec,
+)
+from features.typed_tables import DUCKDB_TYPES, coerce_tables, quote_identifier
+
+logger = logging.getLogger(__name__)
+
+AsOf = str | date | datetime | pd.Timestamp | np.datetime64
+
+FEATURE_META_COLUMNS: tuple[str, ...] = ("account_id", "as_of")
+
+# How many account ids a warning names.
+WARNING_EXAMPLE_IDS = 10
+
+
+class FeatureError(ValueError):
+    """Features cannot be computed as asked (bad as-of date, unusable tables)."""
+
+
+@dataclass(frozen=True)
+class DataPeriod:
+    """The first and last event dates over all time-stamped tables."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    @property
+    def first_day(self) -> pd.Timestamp:
+        return self.start.normalize()
+
+    @property
+    def last_day(self) -> pd.Timestamp:
+        return self.end.normalize()
+
+
+# ---------------------------------------------------------------- as-of dates and the data period
+
+
+def as_of_day(as_of: AsOf) -> pd.Timestamp:
+    """The as-of date as a naive midnight Timestamp (a time of day is dropped)."""
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (ValueError, TypeError) as error:
+        raise FeatureError(f"as-of date {as_of!r} is not a date (use YYYY-MM-DD)") from error
+    if stamp is pd.NaT:
+        raise FeatureError("as-of date is missing")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.normalize().as_unit("ns")
+
+
+def data_period(tables: Tables) -> DataPeriod:
+    """First and last event date over the time-stamped tables (the contract's event dates)."""
+    starts: list[pd.Timestamp] = []
+    ends: list[pd.Timestamp] = []
+    for name, frame in tables.items():
+        spec = CONTRACT.get(name)
+        if spec is None or spec.event_date is None or spec.event_date not in frame.columns:
+            continue
+        dates = frame[spec.event_date]
+        if not pd.api.types.is_datetime64_any_dtype(dates):
+            dates = pd.to_datetime(dates, errors="coerce")
+        if dates.notna().any():
+            starts.append(pd.Timestamp(dates.min()))
+            ends.append(pd.Timestamp(dates.max()))
+    if not starts:
+        raise FeatureError(
+            "the tables hold no dated rows: features need at least one row in "
+            f"{' or '.join(REVENUE_TABLES)}"
+        )
+    return DataPeriod(min(starts), max(ends))
+
+
+def check_as_of(period: DataPeriod, as_of: AsOf) -> pd.Timestamp:
+    """The as-of day, or FeatureError when it lies outside the data."""
+    day = as_of_day(as_of)
+    if day < period.first_day:
+        raise FeatureError(
+            f"as-of date {day.date()} is before all data: the first dated row is on "
+            f"{period.first_day.date()}"
+        )
+    if day > period.last_day:
+        raise FeatureError(
+            f"as-of date {day.date()} is after the last date in the data "
+            f"({period.last_day.date()}); features after it would pretend nothing happened"
+        )
+    return day
+
+
+# ---------------------------------------------------------------- compiling the definitions
+
+
+def sql_timestamp(day: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{day.strftime('%Y-%m-%d %H:%M:%S')}'"
+
+
+def fill_dates(sql: str, as_of: pd.Timestamp, horizon_days: int = 0) -> str:
+    """Replace the `{as_of}`, `{cutoff}` (and `{horizon_cutoff}`) placeholders with literals."""
+    cutoff = as_of + pd.Timedelta(days=1)
+    return (
+        sql.replace("{as_of}", sql_timestamp(as_of))
+        .replace("{horizon_cutoff}", sql_timestamp(cutoff + pd.Timedelta(days=horizon_days)))
+        .replace("{cutoff}", sql_timestamp(cutoff))
+    )
+
+
+def revenue_source(columns: Iterable[str]) -> str:
+    """The revenue table among the given table names (subscriptions wins over orders)."""
+    names = set(columns)
+    for name in REVENUE_TABLES:
+        if name in names:
+            return name
+    raise FeatureError(
+        "neither 'subscriptions' nor 'orders' is given: features need one revenue table "
+        "(ARR defines which accounts are active)"
+    )
+
+
+def family_queries(columns: Mapping[str, Iterable[str]]) -> list[FamilyQuery]:
+    """The family queries that apply to the given tables (the revenue one first)."""
+    revenue = revenue_source(columns)
+    chosen = [q for q in FAMILY_QUERIES if q.family == "revenue" and q.source == revenue]
+    chosen += [q for q in FAMILY_QUERIES if q.family != "revenue" and q.source in columns]
+    return chosen
+
+
+def included_features(columns: Mapping[str, Iterable[str]]) -> list[FeatureSpec]:
+    """The features computable from tables with these available (non-empty) columns."""
+    available = {table: set(names) for table, names in columns.items()}
+    revenue = revenue_source(available)
+    specs: list[FeatureSpec] = []
+    for query in family_queries(available):
+        present = available[revenue if query.family == "revenue" else query.source]
+        specs += [
+            spec
+            for spec in FEATURES.values()
+            if spec.family == query.family and set(spec.requires) <= present
+        ]
+    return specs
+
+
+def compile_feature_sql(columns: Mapping[str, Iterable[str]], as_of: AsOf) -> str:
+    """The query computing every included feature at `as_of` (DuckDB SQL).
+
+    `columns` maps each given contract table to its available (non-empty)
+    columns. The query reads views named after the contract tables holding
+    every contract column, and returns `account_id`, `as_of` and the features
+    of `included_features(columns)`, one row per active account, by account_id.
+    """
+    day = as_of_day(as_of)
+    specs = included_features(columns)
+    families = [q for q in family_queries(columns) if any(s.family == q.family for s in specs)]
+    ctes: list[str] = []
+    for query in families:
+        names = [name for block in query.blocks for name in block.aggregates]
+        if len(names) != len(set(names)):
+            raise ValueError(f"family {query.family!r} repeats an aggregate name")
+        for block in query.blocks:
+            aggregates = ", ".join(f"{sql} AS {name}" for name, sql in block.aggregates.items())
+            ctes.append(
+                f"{_block_name(query, block.name)} AS (SELECT account_id, {aggregates} "
+                f"FROM ({block.rows}) AS block_rows GROUP BY account_id)"
+            )
+        if query.family == "revenue":
+            ctes.append(
+                f"spine AS (SELECT account_id, arr FROM {_block_name(query, 'arr')} "
+                f"WHERE arr > {ARR_EPSILON})"
+            )
+    for query in families:
+        outputs = ", ".join(
+            f"{_output_sql(spec)} AS {spec.name}" for spec in specs if spec.family == query.family
+        )
+        joins = " ".join(
+            f"LEFT JOIN {_block_name(query, block.name)} USING (account_id)"
+            for block in query.blocks
+        )
+        ctes.append(
+            f"family_{query.family} AS (SELECT account_id, {outputs} "
+            f"FROM (SELECT account_id FROM spine) AS active {joins})"
+        )
+    joins = " ".join(f"LEFT JOIN family_{query.family} USING (account_id)" for query in families)
+    selected = ", ".join(spec.name for spec in specs)
+    sql = (
+        f"WITH {', '.join(ctes)} "
+        f"SELECT account_id, {{as_of}} AS as_of, {selected} "
+        f"FROM (SELECT account_id FROM spine) AS active {joins} ORDER BY account_id"
+    )
+    return fill_dates(sql, day)
+
+
+def _block_name(query: FamilyQuery, block: str) -> str:
+    return f"block_{query.family}_{block}"
+
+
+def _output_sql(spec: FeatureSpec) -> str:
+    if spec.kind == "categorical":
+        return f"CAST({spec.sql} AS VARCHAR)"
+    value = f"CAST({spec.sql} AS DOUBLE)"
+    return value if spec.fill_value is None else f"coalesce({value}, {spec.fill_value!r})"
+
+
+# ---------------------------------------------------------------- the session
+
+
+class FeatureSession:
+    """Contract frames registered in one DuckDB connection, for features and labels by as-of date.
+
+    Open one per build (a panel reuses it for every snapshot). Frames of the
+    contract dtypes are used as they are (no copy); other frames are typed by
+    the loader's rules first and rejected with FeatureError when they have
+    errors.
+    """
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = typed_contract_tables(tables)
+        self.revenue_table = revenue_source(self.tables)
+        self.columns = available_columns(self.tables)
+        self.period = data_period(self.tables)
+        self.features = included_features(self.columns)
+        self._con = duckdb.connect()
+        self._con.execute("SET TimeZone = 'UTC'")
+        for name, frame in self.tables.items():
+            self._register(name, frame)
+
+    def __enter__(self) -> FeatureSession:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run SQL over the contract views."""
+        return self._con.sql(sql).df()
+
+    def account_features(self, as_of: AsOf) -> pd.DataFrame:
+        """Features at `as_of` (see `build_account_features`)."""
+        day = check_as_of(self.period, as_of)
+        frame = self.query(compile_feature_sql(self.columns, day))
+        frame = to_feature_dtypes(frame, self.features)
+        self._warn_missing_accounts(frame, day)
+        return frame
+
+    def arr(self, as_of: AsOf) -> pd.DataFrame:
+        """account_id, as_of, arr of the accounts with ARR > 0 at `as_of`."""
+        day = as_of_day(as_of)
+        revenue = next(
+            q for q in FAMILY_QUERIES if q.family == "revenue" and q.source == self.revenue_table
+        )
+        block = revenue.blocks[0]
+        sql = (
+            f"SELECT account_id, {{as_of}} AS as_of, arr FROM (SELECT account_id, "
+            f"{block.aggregates['arr']} AS arr FROM ({block.rows}) AS block_rows "
+            f"GROUP BY account_id) AS accounts WHERE arr > {ARR_EPSILON} ORDER BY account_id"
+        )
+        frame = self.query(fill_dates(sql, day))
+        return frame.astype({"account_id": "str", "as_of": "datetime64[ns]", "arr": "float64"})
+
+    def _register(self, name: str, frame: pd.DataFrame) -> None:
+        spec = CONTRACT[name]
+        raw = f"frame_{name}"
+        self._con.register(raw, frame)
+        columns = []
+        for column in spec.columns:
+            kind = DUCKDB_TYPES[column.type]
+            if column.name in frame.columns:
+                columns.append(f"CAST({quote_identifier(column.name)} AS {kind}) AS {column.name}")
+            else:
+                columns.append(f"CAST(NULL AS {kind}) AS {column.name}")
+        self._con.execute(
+            f"CREATE VIEW {quote_identifier(name)} AS SELECT {', '.join(columns)} "
+            f"FROM {quote_identifier(raw)}"
+        )
+
+    def _warn_missing_accounts(self, frame: pd.DataFrame, day: pd.Timestamp) -> None:
+        if "accounts" not in self.tables or frame.empty:
+            return
+        known = frame["account_id"].isin(self.tables["accounts"]["account_id"])
+        if known.all():
+            return
+        missing = frame.loc[~known, "account_id"].tolist()
+        logger.warning(
+            "%d account(s) active at %s have revenue but no row in accounts; their "
+            "firmographic features are missing: %s%s",
+            len(missing),
+            day.date(),
+            ", ".join(missing[:WARNING_EXAMPLE_IDS]),
+            " ..." if len(missing) > WARNING_EXAMPLE_IDS else "",
+        )
+
+
+def build_account_features(tables: Tables, as_of: AsOf) -> pd.DataFrame:
+    """One row per account active at `as_of` (ARR > 0), features from rows dated up to `as_of`.
+
+    Columns: `account_id` (str), `as_of` (datetime64[ns]), then the features of
+    every family whose source table is given (`features.definitions.FEATURES`
+    order; `arr` first). Numeric features are float64, categorical ones str;
+    a value that cannot be known is missing, never a made-up zero. Raises
+    FeatureError for an as-of date outside the data or unusable tables.
+    """
+    with FeatureSession(tables) as session:
+        return session.account_features(as_of)
+
+
+def arr_at(tables: Tables, dates: Iterable[AsOf]) -> pd.DataFrame:
+    """ARR per account at each date: account_id, as_of, arr for the accounts with ARR > 0.
+
+    Subscriptions: the sum of arr of the subscriptions active at the date
+    (start_date <= t < end_date, or no end_date). Orders: the revenue of the
+    365 days up to the date. An account absent at a date has ARR 0 there.
+    """
+    with FeatureSession(tables) as session:
+        frames = [session.arr(day) for day in dates]
+    if not frames:
+        return pd.DataFrame(
+            {
+                "account_id": pd.Series(dtype="str"),
+                "as_of": pd.Series(dtype="datetime64[ns]"),
+                "arr": pd.Series(dtype="float64"),
+            }
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def feature_frame_schema(specs: Iterable[FeatureSpec]) -> dict[str, str]:
+    """Column -> pandas dtype of a feature frame with these features."""
+    return {
+        "account_id": "str",
+        "as_of": "datetime64[ns]",
+        **{spec.name: "str" if spec.kind == "categorical" else "float64" for spec in specs},
+    }
+
+
+def to_feature_dtypes(frame: pd.DataFrame, specs: Iterable[FeatureSpec]) -> pd.DataFrame:
+    """The feature frame with the documented dtypes (ids and categories str, numbers float64)."""
+    return frame.astype(feature_frame_schema(specs))
+
+
+def source_row_counts(tables: Tables, as_of: AsOf) -> dict[str, int]:
+    """Rows of each given table known at `as_of` (event date on or before it; accounts: all)."""
+    cutoff = as_of_day(as_of) + pd.Timedelta(days=1)
+    counts: dict[str, int] = {}
+    for name, frame in tables.items():
+        spec = CONTRACT.get(name)
+        if spec is None:
+            continue
+        if spec.event_date is None or spec.event_date not in frame.columns:
+            counts[name] = len(frame)
+        else:
+            counts[name] = int((frame[spec.event_date] < cutoff).sum())
+    return counts
+
+
+# ---------------------------------------------------------------- typed input
+
+
+def available_columns(tables: Tables) -> dict[str, set[str]]:
+    """Each table's contract columns that hold at least one value."""
+    return {
+        name: {
+            column.name
+            for column in CONTRACT[name].columns
+            if column.name in frame.columns and frame[column.name].notna().any()
+        }
+        for name, frame in tables.items()
+    }
+
+
+def typed_contract_tables(tables: Tables) -> Tables:
+    """The contract tables among `tables` with contract dtypes.
+
+    Frames already typed (as `features.sources.load_sources` returns them) are
+    kept as they are; others go through the loader's typing rules, and any
+    error (unparseable dates or numbers, missing required values or columns)
+    raises FeatureError naming table, column and rows.
+    """
+    unknown = [name for name in tables if name not in CONTRACT]
+    if unknown:
+        raise FeatureError(
+            f"unknown table(s) {', '.join(map(repr, unknown))}; the contract tables are: "
+            f"{', '.join(CONTRACT)}"
+        )
+    typed: Tables = {}
+    to_coerce: Tables = {}
+    for name, frame in tables.items():
+        if name == "account_managers":
+            continue  # not used for features
+        if _has_contract_dtypes(name, frame):
+            typed[name] = frame
+        else:
+            to_coerce[name] = frame
+    if to_coerce:
+        result = coerce_tables(to_coerce)
+        errors = [issue for issue in result.issues if issue.severity == "error"]
+        if errors:
+            raise FeatureError(
+                "the tables cannot be used for features:\n"
+                + "\n".join(f"- {issue.message}" for issue in errors)
+            )
+        for issue in result.issues:
+            logger.warning("%s", issue.message)
+        typed.update(result.tables)
+    return typed
+
+
+def _has_contract_dtypes(name: str, frame: pd.DataFrame) -> bool:
+    spec = CONTRACT[name]
+    for column in spec.columns:
+        if column.name not in frame.columns:
+            if column.required:
+                return False  # coerce_tables names the missing column
+            continue
+        dtype = frame[column.name].dtype
+        if column.type in ("id", "string"):
+            ok = isinstance(dtype, pd.StringDtype)
+        elif column.type == "date":
+            ok = pd.api.types.is_datetime64_dtype(dtype)  # naive only
+        elif column.type == "number":
+            ok = pd.api.types.is_float_dtype(dtype) or pd.api.types.is_integer_dtype(dtype)
+        else:
+            ok = pd.api.types.is_bool_dtype(dtype)
+        if not ok:
+            return False
+        if column.required and frame[column.name].isna().any():
+            return False  # coerce_tables reports the rows without a value
+    return True
+
+
+__all__ = [
+    "FEATURE_META_COLUMNS",
+    "REVENUE_SOURCE",
+    "DataPeriod",
+    "FeatureError",
+    "FeatureSession",
+    "arr_at",
+    "as_of_day",
+    "build_account_features",
+    "check_as_of",
+    "compile_feature_sql",
+    "data_period",
+    "included_features",
+    "source_row_counts",
+]
