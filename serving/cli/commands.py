@@ -1,3 +1,6 @@
 """Imports every command module so that their commands register on the app."""
 
-from serving.cli import data_commands  # noqa: F401
+from serving.cli import (
+    data_commands,  # noqa: F401
+    generate_commands,  # noqa: F401
+)
