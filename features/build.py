@@ -31,6 +31,7 @@ from features.definitions import (
     FamilyQuery,
     FeatureSpec,
 )
+from features.issues import Issue
 from features.typed_tables import DUCKDB_TYPES, coerce_tables, quote_identifier
 
 logger = logging.getLogger(__name__)
@@ -432,12 +433,20 @@ def typed_contract_tables(tables: Tables) -> Tables:
         if errors:
             raise FeatureError(
                 "the tables cannot be used for features:\n"
-                + "\n".join(f"- {issue.message}" for issue in errors)
+                + "\n".join(_issue_line(issue) for issue in errors)
             )
         for issue in result.issues:
             logger.warning("%s", issue.message)
         typed.update(result.tables)
     return typed
+
+
+def _issue_line(issue: Issue) -> str:
+    examples = "; ".join(
+        ", ".join(f"{key}={value}" for key, value in example.items())
+        for example in issue.examples[:3]
+    )
+    return f"- {issue.message}" + (f" (e.g. {examples})" if examples else "")
 
 
 def _has_contract_dtypes(name: str, frame: pd.DataFrame) -> bool:
