@@ -487,3 +487,20 @@ def test_hand_written_sources_yaml_against_the_contract_validates(tmp_path: Path
     assert accounts["employees"].tolist() == [5200.0, 800.0, 45.0]
     assert loaded.tables["opportunities"]["stage"].tolist() == ["won", "open"]
     assert sorted(loaded.fingerprints) == sorted(loaded.tables)
+
+
+def test_compressed_csv_and_tsv(tmp_path: Path) -> None:
+    import gzip
+
+    with gzip.open(tmp_path / "orders.csv.gz", "wt") as handle:
+        handle.write("account_id,date,amount\nA,2023-01-01,1.5\n")
+    (tmp_path / "nps.tsv").write_text("account_id\tdate\tscore\nA\t2023-01-01 10:00\t9\n")
+    sources = write(
+        tmp_path / "sources.yaml",
+        "tables:\n  orders: {path: orders.csv.gz}\n  nps: {path: nps.tsv}\n",
+    )
+    loaded = load_sources(sources)
+    assert loaded.tables["orders"]["amount"].tolist() == [1.5]
+    assert loaded.tables["nps"]["date"].tolist() == [pd.Timestamp("2023-01-01 10:00")]
+    assert loaded.tables["nps"]["score"].tolist() == [9.0]
+    assert loaded.report.ok
