@@ -51,6 +51,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.optimize import brentq
 from scipy.special import expit
+from scipy.stats import norm
 
 from features.contract import CONTRACT, Tables
 
@@ -382,6 +383,7 @@ def generate_portfolio(settings: GeneratorSettings) -> SyntheticPortfolio:
         )
         arr_by_month = life.arr_at_month_start(accounts)
         realised = _realised_subscription_labels(life, accounts, calendar)
+        p_expand_true = life.p_expand_true
     else:
         orders = _orders_table(settings, calendar, accounts, health, life, streams["orders"])
         tables["orders"] = orders
@@ -391,6 +393,13 @@ def generate_portfolio(settings: GeneratorSettings) -> SyntheticPortfolio:
         windows = _order_windows(orders, accounts, calendar)
         arr_by_month = windows.revenue_365d
         realised = windows.labels(calendar)
+        with np.errstate(invalid="ignore"):  # NaN where the account is not a customer
+            p_expand_true = _order_upsell_probability(
+                life.p_churn_true,
+                life.revenue_mean,
+                life.revenue_second_moment,
+                windows.revenue_before,
+            )
     tables["support_tickets"] = _support_tickets_table(
         settings, calendar, accounts, health, life, streams["tickets"]
     )
@@ -400,7 +409,7 @@ def generate_portfolio(settings: GeneratorSettings) -> SyntheticPortfolio:
     )
     ordered = {name: tables[name] for name in CONTRACT if name in tables}
     ground_truth = _ground_truth_frame(
-        settings, calendar, accounts, health, life, arr_by_month, realised
+        settings, calendar, accounts, health, life, arr_by_month, p_expand_true, realised
     )
     return SyntheticPortfolio(settings, ordered, ground_truth)
 
@@ -1025,6 +1034,8 @@ class _Lifecycle:
     p_expand_monthly: np.ndarray
     p_churn_true: np.ndarray
     p_expand_true: np.ndarray
+    revenue_mean: np.ndarray  # (n, months) orders: expected revenue in the 90-day window
+    revenue_second_moment: np.ndarray
     active_from: np.ndarray  # (n,) first active day
     active_to: np.ndarray  # (n,) first inactive day after churn (_NEVER if none)
     opportunities: _OpportunityLog
@@ -1068,7 +1079,14 @@ def _simulate_lifecycle(
     opportunity_open = np.zeros((n, months), bool)
     probabilities = {
         name: np.full((n, months), np.nan)
-        for name in ("churn_monthly", "expand_monthly", "churn_true", "expand_true")
+        for name in (
+            "churn_monthly",
+            "expand_monthly",
+            "churn_true",
+            "expand_true",
+            "revenue_mean",
+            "revenue_second_moment",
+        )
     }
     acquisition_month = accounts.since_abs - calendar.start_abs
     active_to = np.full(n, _NEVER, np.int64)
@@ -1176,7 +1194,7 @@ def _simulate_lifecycle(
         idx = np.flatnonzero(at_risk)
         probabilities["churn_monthly"][idx, month] = p_churn[idx]
         probabilities["expand_monthly"][idx, month] = ((1 - p_churn) * p_win)[idx]
-        churn_true, expand_true = _window_probabilities(
+        outlook = _window_outlook(
             settings,
             calendar,
             accounts,
@@ -1187,8 +1205,11 @@ def _simulate_lifecycle(
             current[idx],
             open_now[idx],
         )
-        probabilities["churn_true"][idx, month] = churn_true
-        probabilities["expand_true"][idx, month] = expand_true
+        probabilities["churn_true"][idx, month] = outlook.churn
+        probabilities["expand_true"][idx, month] = outlook.expand
+        if outlook.revenue_mean is not None and outlook.revenue_second_moment is not None:
+            probabilities["revenue_mean"][idx, month] = outlook.revenue_mean
+            probabilities["revenue_second_moment"][idx, month] = outlook.revenue_second_moment
 
         open_now = (open_now & ~expand & ~lost & ~churn) | opened
         alive[:, month + 1] = (at_risk & ~churn) | (acquisition_month == month)
@@ -1203,13 +1224,26 @@ def _simulate_lifecycle(
         p_expand_monthly=probabilities["expand_monthly"],
         p_churn_true=probabilities["churn_true"],
         p_expand_true=probabilities["expand_true"],
+        revenue_mean=probabilities["revenue_mean"],
+        revenue_second_moment=probabilities["revenue_second_moment"],
         active_from=accounts.since_day,
         active_to=active_to,
         opportunities=log,
     )
 
 
-def _window_probabilities(
+@dataclass(frozen=True)
+class _WindowOutlook:
+    """What the hidden state at a month start implies for the next 90 days (accounts idx)."""
+
+    churn: np.ndarray
+    expand: np.ndarray
+    # Orders only: the first two moments of the revenue in the window.
+    revenue_mean: np.ndarray | None = None
+    revenue_second_moment: np.ndarray | None = None
+
+
+def _window_outlook(
     settings: GeneratorSettings,
     calendar: _Calendar,
     accounts: _Accounts,
@@ -1219,7 +1253,7 @@ def _window_probabilities(
     month: int,
     seats: np.ndarray,
     open_now: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> _WindowOutlook:
     """P(churn) and P(expansion) within the horizon for accounts idx alive at the month start.
 
     The window (t, t + 90 days] from the first of month m holds the contract
@@ -1230,7 +1264,8 @@ def _window_probabilities(
     open; without one an opportunity may open (it can be won from the next
     month on). A churn or downgrade in the window means no expansion label.
     For orders, churn means no positive order in the window: the account stops
-    (monthly hazard) or simply orders nothing (Poisson).
+    (monthly hazard) or simply orders nothing (Poisson); the revenue moments
+    feed `_order_upsell_probability`.
     """
     dyn = settings.dynamics
     saas = settings.kind == "saas"
@@ -1239,6 +1274,8 @@ def _window_probabilities(
     survive = np.ones(len(idx))
     no_opp, with_opp = 1.0 - open_now, open_now.astype(float)
     expanded = np.zeros(len(idx))
+    expanded_by_month = [expanded]
+    growth_factors: list[np.ndarray] = []
     churn_hazards: list[np.ndarray] = []
     for ahead in range(horizon_months + (0 if saas else 1)):
         mean, sd = health.forecast(settings.health, accounts.industry, idx, month, ahead)
@@ -1256,7 +1293,11 @@ def _window_probabilities(
         logits = _monthly_logits(settings, intercepts, segment, seats, demand, renewal, soon)
         churn = _expected_sigmoid(logits.churn, -dyn.churn_health_slope, mean, sd)
         churn_hazards.append(churn)
+        growth_factors.append(
+            np.maximum(dyn.expansion_min_factor, demand / seats * np.mean(dyn.expansion_headroom))
+        )
         if ahead >= horizon_months:
+            expanded_by_month.append(expanded)
             continue
         survive = survive * (1 - churn)
         win = _expected_sigmoid(logits.win, dyn.opportunity_win_health_slope, mean, sd)
@@ -1272,22 +1313,68 @@ def _window_probabilities(
             with_opp * stays * (1 - loss) + no_opp * quiet * opening,
             with_opp * stays * loss + no_opp * quiet * (1 - opening),
         )
+        expanded_by_month.append(expanded)
     if saas:
-        return 1 - survive, expanded
+        return _WindowOutlook(1 - survive, expanded)
 
-    # Orders: P(no positive order in the window), stopping at a month start or not.
+    # Orders: P(no positive order in the window), stopping at a month start or not,
+    # and the mean and second moment of the window's revenue.
     coverage = calendar.window_coverage(month, GROUND_TRUTH_HORIZON_DAYS, horizon_months + 1)
     rate = accounts.order_frequency[idx]
     slope = settings.signals.order_health_slope
+    amount_second = math.exp(settings.signals.order_amount_dispersion**2)
+    yearly_value = seats * accounts.price[idx]
     no_order = np.zeros(len(idx))
     alive_quiet = np.ones(len(idx))  # alive and no order so far
+    alive = np.ones(len(idx))
+    revenue_mean = np.zeros(len(idx))
+    revenue_variance = np.zeros(len(idx))
     for ahead, hazard in enumerate(churn_hazards):
         no_order += alive_quiet * hazard
         mean, sd = health.forecast(settings.health, accounts.industry, idx, month, ahead)
         alive_quiet = (
             alive_quiet * (1 - hazard) * _expected_no_order(rate * coverage[ahead], slope, mean, sd)
         )
-    return no_order + alive_quiet, expanded
+        alive = alive * (1 - hazard)
+        # level: expansions before the month count fully, during it half
+        level = 1 + 0.5 * (expanded_by_month[ahead] + expanded_by_month[ahead + 1]) * (
+            growth_factors[ahead] - 1
+        )
+        orders = rate * coverage[ahead] * np.exp(slope * mean + (slope * sd) ** 2 / 2)
+        amount = yearly_value * level / (12.0 * rate)
+        revenue_mean += alive * orders * amount
+        revenue_variance += alive * orders * amount**2 * amount_second
+    return _WindowOutlook(
+        churn=no_order + alive_quiet,
+        expand=expanded,
+        revenue_mean=revenue_mean,
+        revenue_second_moment=revenue_variance + revenue_mean**2,
+    )
+
+
+def _order_upsell_probability(
+    no_order: np.ndarray,
+    revenue_mean: np.ndarray,
+    revenue_second_moment: np.ndarray,
+    revenue_before: np.ndarray,
+    uplift: float = 1.1,
+) -> np.ndarray:
+    """P(revenue in (t, t+90d] >= uplift x revenue in (t-90d, t] and > 0) for orders.
+
+    The window's revenue is zero with probability `no_order`; otherwise it is
+    approximated by a log-normal with the matching first two moments
+    (Fenton-Wilkinson), ignoring credits.
+    """
+    some = np.clip(1 - no_order, 1e-12, None)
+    first = np.clip(revenue_mean / some, 1e-12, None)
+    second = revenue_second_moment / some
+    sigma = np.sqrt(np.log(np.clip(second / first**2, 1 + 1e-9, None)))
+    mu = np.log(first) - sigma**2 / 2
+    threshold = uplift * revenue_before
+    positive = threshold > 0
+    z = (np.log(np.where(positive, threshold, 1.0)) - mu) / sigma
+    beyond = np.where(positive, norm.sf(z), 1.0)
+    return np.clip(1 - no_order, 0.0, 1.0) * beyond
 
 
 # --------------------------------------------------------------------------- typed columns
@@ -1600,15 +1687,31 @@ def _orders_table(
     life: _Lifecycle,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """Orders (Poisson per active month, plus the first order) and occasional credits."""
+    """Orders (Poisson per active month, plus the first order) and occasional credits.
+
+    Customers at the start also get the orders of the year before it (at their
+    health and volume of the first month), so that the 365-day revenue is
+    complete from the first month on.
+    """
     signals = settings.signals
     rate = accounts.order_frequency[:, None] * np.exp(signals.order_health_slope * health.values)
     account, month, day = _monthly_events(rng, calendar, rate, life)
     first = np.flatnonzero(accounts.status == 1)
+    volume = np.concatenate([accounts.seats0[first], life.seats_on(account, month, day)])
     account = np.concatenate([first, account])
     day = np.concatenate([accounts.since_day[first], day])
-    month = np.concatenate([accounts.since_abs[first] - calendar.start_abs, month])
-    volume = life.seats_on(account, month, day)
+
+    existing = np.flatnonzero(accounts.status == 0)
+    history_from = np.maximum(accounts.since_day[existing], calendar.first_day - 365)
+    history_days = calendar.first_day - history_from
+    history_counts = rng.poisson(rate[existing, 0] * history_days * 12 / 365.25)
+    history_account = np.repeat(existing, history_counts)
+    history_day = np.repeat(history_from, history_counts) + np.floor(
+        rng.random(len(history_account)) * np.repeat(history_days, history_counts)
+    ).astype(np.int64)
+    account = np.concatenate([history_account, account])
+    day = np.concatenate([history_day, day])
+    volume = np.concatenate([accounts.seats0[history_account], volume])
     sigma = signals.order_amount_dispersion
     mean_amount = volume * accounts.price[account] / (12.0 * accounts.order_frequency[account])
     amount = np.round(mean_amount * rng.lognormal(-(sigma**2) / 2, sigma, len(account)), 2)
@@ -1654,7 +1757,7 @@ def _order_invoices_table(
     account = _account_index(accounts, positive["account_id"])
     day = positive["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
     due = day + 30
-    month = calendar.month_of_day(day)
+    month = np.clip(calendar.month_of_day(day), 0, None)  # orders before the data: first month
     paid, unpaid = _payment_days(
         settings, rng, due, health.values[account, month], calendar.last_day
     )
@@ -1859,7 +1962,8 @@ def _order_windows(orders: pd.DataFrame, accounts: _Accounts, calendar: _Calenda
         hi = np.searchsorted(as_of, day + latest, side="right")
         flat = np.bincount(account * (months + 1) + lo, weights, minlength=n * (months + 1))
         flat -= np.bincount(account * (months + 1) + hi, weights, minlength=n * (months + 1))
-        return np.cumsum(flat.reshape(n, months + 1), axis=1)[:, :months]
+        sums = np.cumsum(flat.reshape(n, months + 1), axis=1)[:, :months]
+        return np.round(sums, 6)  # amounts are in cents: no floating-point residue
 
     horizon = GROUND_TRUTH_HORIZON_DAYS
     return _OrderWindows(
@@ -1877,6 +1981,7 @@ def _ground_truth_frame(
     health: _Health,
     life: _Lifecycle,
     arr: np.ndarray,
+    p_expand_true: np.ndarray,
     realised: _RealisedLabels,
 ) -> pd.DataFrame:
     """One row per account and month start at which the account is active (ARR > 0)."""
@@ -1912,7 +2017,7 @@ def _ground_truth_frame(
             "p_churn_monthly": probability(life.p_churn_monthly, 1.0),
             "p_expand_monthly": probability(life.p_expand_monthly, 0.0),
             "p_churn_true": probability(life.p_churn_true, 1.0),
-            "p_expand_true": probability(life.p_expand_true, 0.0),
+            "p_expand_true": probability(p_expand_true, 0.0),
             "churned_90d": _observed_flags(realised.churned[account, month], observed),
             "expanded_90d": _observed_flags(realised.expanded[account, month], observed),
         }

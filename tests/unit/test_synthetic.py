@@ -364,11 +364,42 @@ def test_true_churn_probability_drives_churn(
     assert observed["p_churn_true"].mean() == pytest.approx(churned.mean(), rel=0.2)
 
 
-def test_true_expansion_probability_drives_expansion(saas: SyntheticPortfolio) -> None:
-    observed = saas.ground_truth[saas.ground_truth["expanded_90d"].notna()]
+@pytest.mark.parametrize("kind", ["saas", "orders"])
+def test_true_expansion_probability_drives_expansion(
+    kind: str, saas: SyntheticPortfolio, orders: SyntheticPortfolio
+) -> None:
+    truth = (saas if kind == "saas" else orders).ground_truth
+    observed = truth[truth["expanded_90d"].notna()]
     expanded = observed["expanded_90d"].astype(bool)
     assert roc_auc_score(expanded, observed["p_expand_true"]) > 0.7
     assert observed["p_expand_true"].mean() == pytest.approx(expanded.mean(), rel=0.2)
+
+
+def test_orders_ground_truth_matches_the_order_table(orders: SyntheticPortfolio) -> None:
+    """arr = revenue in (t-365d, t]; churned = no positive order in (t, t+90d]; upsell = +10%."""
+    truth = orders.ground_truth
+    table = orders.tables["orders"]
+
+    def revenue(lo: pd.Timestamp, hi: pd.Timestamp, positive_only: bool = False) -> pd.Series:
+        rows = table[(table["date"] > lo) & (table["date"] <= hi)]
+        if positive_only:
+            rows = rows[rows["amount"] > 0]
+            return rows.groupby("account_id").size()
+        return rows.groupby("account_id")["amount"].sum()
+
+    day = pd.Timedelta(days=1)
+    for month in ("2023-01-01", "2024-03-01", "2025-06-01"):
+        t = pd.Timestamp(month)
+        rows = truth[truth["month"] == t].set_index("account_id")
+        arr = revenue(t - 365 * day, t)
+        assert set(rows.index) == set(arr[arr.round(6) > 0].index)
+        assert np.allclose(rows["arr"], arr.reindex(rows.index))
+        orders_after = revenue(t, t + 90 * day, positive_only=True).reindex(rows.index).fillna(0)
+        assert (rows["churned_90d"].astype(bool) == (orders_after == 0)).all()
+        before = revenue(t - 90 * day, t).reindex(rows.index).fillna(0).round(6)
+        after = revenue(t, t + 90 * day).reindex(rows.index).fillna(0).round(6)
+        expanded = (after > 0) & (after >= 1.1 * before)
+        assert (rows["expanded_90d"].astype(bool) == expanded).all()
 
 
 def test_churn_happens_at_renewals(saas: SyntheticPortfolio) -> None:
