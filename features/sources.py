@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from features.contract import CONTRACT, Tables
 from features.issues import Issue, Rule, TableLoad, ValidationReport
 from features.typed_tables import (
+    TypedTable,
     first_lines,
     quote_identifier,
     quote_literal,
@@ -81,6 +82,8 @@ DEFAULT_READ_OPTIONS: dict[FileFormat, dict[str, Any]] = {
     "parquet": {},
     "json": {},
 }
+# The column read_parquet adds with each row's position in its file.
+PARQUET_ROW_NUMBER = "file_row_number"
 # How much of a failing query the error message shows.
 QUERY_PREVIEW_CHARS = 300
 
@@ -269,40 +272,25 @@ def load_sources(path: str | Path) -> LoadedSources:
         con.execute("SET TimeZone = 'UTC'")
         for table, source in config.tables.items():
             started = time.perf_counter()
-            relation_sql, label = _relation_sql(source, files.get(table, []), base_dir)
-            raw_relation = quote_identifier(f"raw_{table}")
             try:
-                source_columns = [
-                    row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
-                ]
-                selection = select_columns(table, source_columns, source.columns)
-                if selection.issues:
-                    fatal.extend(selection.issues)
-                if fatal:  # keep checking the other tables, but read no more data
-                    continue
-                con.execute(
-                    f"CREATE TEMP TABLE {raw_relation} AS "
-                    + raw_select_sql(selection, relation_sql)
-                )
+                outcome = _load_table(con, table, source, files.get(table, []), read=not fatal)
             except duckdb.Error as error:
                 fatal.append(_read_failure(table, source, error))
                 continue
-            typed = type_raw_table(
-                con, table, raw_relation, source=label, ignored_columns=selection.ignored
-            )
+            if isinstance(outcome, list):  # the table's columns do not fit the contract
+                fatal.extend(outcome)
+                continue
+            if outcome is None:  # an earlier table failed: checked, but not read
+                continue
+            typed, fingerprint = outcome
             tables[table] = typed.frame
             loads.append(typed.load)
             issues.extend(typed.issues)
-            fingerprints[table] = (
-                _files_fingerprint(files[table], base_dir)
-                if table in files
-                else _result_fingerprint(con, raw_relation, source.sql or "")
-            )
-            con.execute(f"DROP TABLE {raw_relation}")
+            fingerprints[table] = fingerprint or _files_fingerprint(files[table], base_dir)
             logger.info(
                 "loaded %s from %s: %d of %d rows in %.2fs",
                 table,
-                label,
+                typed.load.source,
                 typed.load.rows_loaded,
                 typed.load.rows_read,
                 time.perf_counter() - started,
@@ -312,6 +300,70 @@ def load_sources(path: str | Path) -> LoadedSources:
 
     completed, report = check_loaded_tables(tables, loads, issues, name=name, sources=str(path))
     return LoadedSources(name, path, base_dir, config, completed, report, fingerprints)
+
+
+def _load_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: TableSource,
+    files: list[Path],
+    *,
+    read: bool,
+) -> tuple[TypedTable, str | None] | list[Issue] | None:
+    """Read and type one table.
+
+    Returns the typed table with its fingerprint (None for `path` tables, whose
+    files are hashed by the caller), the issues when its columns do not fit the
+    contract, or None when `read` is false (only the columns were checked).
+    Raises duckdb.Error when the source cannot be read or the query fails.
+    """
+    # A single Parquet file is typed straight from the file (no copy in DuckDB);
+    # every other source is materialised once, since it is scanned several times.
+    direct = len(files) == 1 and _source_format(source) == "parquet"
+    relation_sql, label = _relation_sql(source, files, row_numbers=direct)
+    source_columns = [
+        row[0]
+        for row in con.sql(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
+        if not (direct and row[0] == PARQUET_ROW_NUMBER)
+    ]
+    selection = select_columns(table, source_columns, source.columns)
+    if selection.issues:
+        return selection.issues
+    if not read:
+        return None
+    raw_relation = quote_identifier(f"raw_{table}")
+    if direct:
+        con.execute(
+            f"CREATE TEMP VIEW {raw_relation} AS "
+            + raw_select_sql(
+                selection, relation_sql, extra=[f"{PARQUET_ROW_NUMBER} AS __source_row"]
+            )
+        )
+        typed = type_raw_table(
+            con,
+            table,
+            raw_relation,
+            source=label,
+            ignored_columns=selection.ignored,
+            row_number="__source_row",
+        )
+        con.execute(f"DROP VIEW {raw_relation}")
+        return typed, None
+    con.execute(f"CREATE TEMP TABLE {raw_relation} AS " + raw_select_sql(selection, relation_sql))
+    typed = type_raw_table(
+        con, table, raw_relation, source=label, ignored_columns=selection.ignored
+    )
+    fingerprint = (
+        _result_fingerprint(con, raw_relation, source.sql) if source.sql is not None else None
+    )
+    con.execute(f"DROP TABLE {raw_relation}")
+    return typed, fingerprint
+
+
+def _source_format(source: TableSource) -> FileFormat | None:
+    if source.path is None:
+        return None
+    return source.format or _file_format(source.path)
 
 
 def _file_format(path: str) -> FileFormat | None:
@@ -328,17 +380,20 @@ def _matching_files(base_dir: Path, path: str) -> list[Path]:
     return [full] if full.is_file() else []
 
 
-def _relation_sql(source: TableSource, files: list[Path], base_dir: Path) -> tuple[str, str]:
+def _relation_sql(
+    source: TableSource, files: list[Path], *, row_numbers: bool = False
+) -> tuple[str, str]:
     """(DuckDB FROM-clause item for the source, a short label for the report)."""
     if source.sql is not None:
         query = source.sql.strip().rstrip(";").strip()
         return f"({query}) AS source_query", "sql"
-    assert source.path is not None
-    file_format = source.format or _file_format(source.path)
-    assert file_format is not None  # read_sources_config checked it
+    file_format = _source_format(source)
+    assert source.path is not None and file_format is not None  # read_sources_config checked
     options = {**DEFAULT_READ_OPTIONS[file_format], **source.read_options}
     if Path(source.path).suffix.lower() == ".tsv":
         options.setdefault("delim", "\t")
+    if row_numbers:
+        options[PARQUET_ROW_NUMBER] = True
     targets = (
         _sql_value([str(file) for file in files])
         if len(files) > 1

@@ -56,7 +56,7 @@ PANDAS_DTYPES: dict[str, str] = {
 DUCKDB_TYPES: dict[str, str] = {
     "id": "VARCHAR",
     "string": "VARCHAR",
-    "date": "TIMESTAMP",
+    "date": "TIMESTAMP_NS",  # arrives in pandas as datetime64[ns] without a conversion
     "number": "DOUBLE",
     "bool": "BOOLEAN",
 }
@@ -188,12 +188,14 @@ def select_columns(
     return ColumnSelection(sources, ignored, issues)
 
 
-def raw_select_sql(selection: ColumnSelection, relation_sql: str) -> str:
-    """SQL selecting the chosen source columns under their contract names."""
+def raw_select_sql(
+    selection: ColumnSelection, relation_sql: str, extra: list[str] | None = None
+) -> str:
+    """SQL selecting the chosen source columns under their contract names (plus `extra` items)."""
     items = [
         f"{quote_identifier(source)} AS {quote_identifier(name)}"
         for name, source in selection.sources.items()
-    ]
+    ] + (extra or [])
     return f"SELECT {', '.join(items) or '1 AS __none'} FROM {relation_sql}"
 
 
@@ -204,17 +206,24 @@ def type_raw_table(
     *,
     source: str,
     ignored_columns: list[str] | None = None,
+    row_number: str = "rowid",
 ) -> TypedTable:
-    """Type the DuckDB table `raw_relation` (contract-named columns) as contract `table`."""
+    """Type the DuckDB table or view `raw_relation` (contract-named columns) as contract `table`.
+
+    `row_number` is the expression giving a row's 0-based position in the source
+    (a table's `rowid`; for a Parquet view, its `file_row_number`).
+    """
     spec = CONTRACT[table]
     raw_types = {
-        row[0]: row[1] for row in con.sql(f"DESCRIBE SELECT * FROM {raw_relation}").fetchall()
+        row[0]: row[1]
+        for row in con.sql(f"DESCRIBE SELECT * FROM {raw_relation}").fetchall()
+        if row[0] in spec.column_names
     }
     present_columns = [column for column in spec.columns if column.name in raw_types]
     view = quote_identifier(f"typed_{table}")
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {view} AS "
-        + _typed_view_sql(spec, present_columns, raw_types, raw_relation)
+        + _typed_view_sql(spec, present_columns, raw_types, raw_relation, row_number)
     )
 
     checks: list[tuple[ColumnSpec, str, str]] = []  # (column, rule, condition)
@@ -250,11 +259,8 @@ def type_raw_table(
         issues.append(_loading_issue(table, column, rule, int(count), examples))
 
     output = ", ".join(
-        (
-            quote_identifier(column.name)
-            if column.name in raw_types
-            else f"CAST(NULL AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(column.name)}"
-        )
+        f"CAST({quote_identifier(column.name) if column.name in raw_types else 'NULL'} "
+        f"AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(column.name)}"
         for column in spec.columns
     )
     arrow = con.sql(f"SELECT {output} FROM {view} WHERE NOT __excluded").to_arrow_table()
@@ -353,10 +359,14 @@ def first_lines(text: str, lines: int = 6) -> str:
 
 
 def _typed_view_sql(
-    spec: TableSpec, columns: list[ColumnSpec], raw_types: dict[str, str], raw_relation: str
+    spec: TableSpec,
+    columns: list[ColumnSpec],
+    raw_types: dict[str, str],
+    raw_relation: str,
+    row_number: str,
 ) -> str:
     """Two layers: parse every column, then apply range checks and the exclusion flag."""
-    parsed: list[str] = ["rowid AS __row"]
+    parsed: list[str] = [f"{row_number} AS __row"]
     checked: list[str] = ["__row"]
     for column in columns:
         name = quote_identifier(column.name)
@@ -387,13 +397,21 @@ def _parse_expression(table: str, column: ColumnSpec, raw: str, raw_type: str) -
     is_float = base_type in _FLOAT_TYPES
     is_integer = base_type in _INTEGER_TYPES
     is_numeric = is_float or is_integer or base_type == "DECIMAL"
-    text = f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
+    as_text = raw if base_type == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
+    # trim() only where needed: it copies every string, which is slow on millions of ids.
+    text = (
+        f"CASE WHEN prefix({as_text}, ' ') OR suffix({as_text}, ' ') "
+        f"THEN NULLIF(trim({as_text}), '') ELSE NULLIF({as_text}, '') END"
+    )
     if is_float:
         present = f"({raw} IS NOT NULL AND NOT isnan({raw}))"
     elif is_numeric or base_type in _TIMESTAMP_TYPES | _ZONED_TYPES | {"BOOLEAN"}:
         present = f"({raw} IS NOT NULL)"
     else:
-        present = f"({text} IS NOT NULL)"
+        present = (
+            f"({as_text} IS NOT NULL AND {as_text} <> '' "
+            f"AND NOT (prefix({as_text}, ' ') AND trim({as_text}) = ''))"
+        )
 
     # Integral floats (ids or YYYYMMDD read as floats, e.g. from a DataFrame with gaps) as integers.
     integral_text = (

@@ -504,3 +504,21 @@ def test_compressed_csv_and_tsv(tmp_path: Path) -> None:
     assert loaded.tables["nps"]["date"].tolist() == [pd.Timestamp("2023-01-01 10:00")]
     assert loaded.tables["nps"]["score"].tolist() == [9.0]
     assert loaded.report.ok
+
+
+def test_parquet_exclusions_name_the_source_row(tmp_path: Path) -> None:
+    pd.DataFrame(
+        {
+            "account_id": ["A1", "A2", None, "A4"],
+            "date": pd.to_datetime(["2023-01-01", None, "2023-01-03", "2023-01-04"]),
+            "amount": [1.0, 2.0, 3.0, float("nan")],
+        }
+    ).to_parquet(tmp_path / "orders.parquet")
+    sources = write(tmp_path / "sources.yaml", "tables:\n  orders: {path: orders.parquet}\n")
+    loaded = load_sources(sources)
+    assert loaded.tables["orders"]["account_id"].tolist() == ["A1"]
+    rows = {
+        issue.column: [example["row"] for example in issue.examples]
+        for issue in loaded.report.find(Rule.MISSING_VALUE, "orders")
+    }
+    assert rows == {"account_id": [3], "date": [2], "amount": [4]}
