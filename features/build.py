@@ -156,7 +156,7 @@ def family_queries(columns: Mapping[str, Iterable[str]]) -> list[FamilyQuery]:
 
 
 def included_features(columns: Mapping[str, Iterable[str]]) -> list[FeatureSpec]:
-    """The features computable from tables with these available (non-empty) columns."""
+    """The features computable from tables with these columns."""
     available = {table: set(names) for table, names in columns.items()}
     revenue = revenue_source(available)
     specs: list[FeatureSpec] = []
@@ -173,8 +173,7 @@ def included_features(columns: Mapping[str, Iterable[str]]) -> list[FeatureSpec]
 def compile_feature_sql(columns: Mapping[str, Iterable[str]], as_of: AsOf) -> str:
     """The query computing every included feature at `as_of` (DuckDB SQL).
 
-    `columns` maps each given contract table to its available (non-empty)
-    columns. The query reads views named after the contract tables holding
+    `columns` maps each given contract table to its given columns. The query reads views named after the contract tables holding
     every contract column, and returns `account_id`, `as_of` and the features
     of `included_features(columns)`, one row per active account, by account_id.
     """
@@ -393,13 +392,16 @@ def source_row_counts(tables: Tables, as_of: AsOf) -> dict[str, int]:
 
 
 def available_columns(tables: Tables) -> dict[str, set[str]]:
-    """Each table's contract columns that hold at least one value."""
+    """Each table's contract columns that are given.
+
+    Only the columns decide which features exist, never the values: a feature
+    set that depended on the rows would change when later rows arrive, and a
+    model would not find at scoring time the columns it was trained on. An
+    optional column that is given but empty (the loader adds every contract
+    column) yields a feature that is missing for every account.
+    """
     return {
-        name: {
-            column.name
-            for column in CONTRACT[name].columns
-            if column.name in frame.columns and frame[column.name].notna().any()
-        }
+        name: {column.name for column in CONTRACT[name].columns if column.name in frame.columns}
         for name, frame in tables.items()
     }
 

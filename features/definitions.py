@@ -58,7 +58,7 @@ class FeatureSpec:
     template: str
     # SQL over the aggregates of the family's blocks (and `{as_of}` / `{cutoff}`).
     sql: str = field(repr=False, default="")
-    # Optional source columns it needs: absent or entirely empty -> the feature is left out.
+    # Optional source columns it needs: a table without one of them -> the feature is left out.
     requires: tuple[str, ...] = ()
     # The value for an active account without rows in the source (counts: 0); None -> missing.
     fill_value: float | None = None

@@ -416,7 +416,7 @@ def test_output_shape_types_and_only_given_families() -> None:
     tables = {
         "subscriptions": subscriptions(
             [("A", "2023-01-01", None, 10.0, None, "pro"), clock(AFTER_T)]
-        )
+        ).drop(columns=["seats"])
     }
     features = build_account_features(tables, T)
     assert list(features.columns[:3]) == ["account_id", "as_of", "arr"]
@@ -428,7 +428,8 @@ def test_output_shape_types_and_only_given_families() -> None:
     assert all(features[c].dtype == "float64" for c in numeric)
     families = {FEATURES[c].family for c in feature_columns(features)}
     assert families == {"revenue", "subscriptions"}
-    assert "seats" not in features.columns  # no seats given: left out, not zero
+    assert "seats" not in features.columns  # no seats column: left out, not zero
+    assert "price_per_seat" not in features.columns
 
 
 def test_no_active_account_gives_an_empty_frame_with_the_columns() -> None:
@@ -467,7 +468,7 @@ def test_nulls_in_optional_columns_do_not_crash() -> None:
     a = row(build_account_features(tables, T), "A")
     assert a["support_tickets_30d"] == 1.0
     assert a["days_since_last_activity"] == 28.0
-    assert "seat_utilisation_28d" not in a.index  # active_users never given
+    assert math.isnan(a["seat_utilisation_28d"])  # the columns are given, but empty
 
 
 # ---------------------------------------------------------------- bad input
