@@ -134,8 +134,8 @@ def _default_segments() -> dict[str, SegmentProfile]:
             share=0.08,
             annual_churn=0.07,
             annual_expansion=0.28,
-            median_seats=220,
-            seats_dispersion=1.0,
+            median_seats=200,
+            seats_dispersion=0.8,
             price_per_seat=720,
             employees_per_seat=12,
             target_share=0.95,
@@ -176,10 +176,10 @@ class LifecycleSettings(_Frozen):
     """Who is a customer when, and how accounts relate."""
 
     customers_at_start: float = Field(
-        0.75, ge=0, le=1, description="Share of accounts already customers"
+        0.78, ge=0, le=1, description="Share of accounts already customers"
     )
     acquired: float = Field(
-        0.17, ge=0, le=1, description="Share of accounts acquired during the data"
+        0.15, ge=0, le=1, description="Share of accounts acquired during the data"
     )
     max_customer_age_months: int = Field(72, ge=1)
     children: float = Field(
@@ -1603,15 +1603,18 @@ def _nps_table(
     rate = np.full(health.values.shape, signals.nps_response_rate)
     account, month, day = _monthly_events(rng, calendar, rate, life)
     h = health.values[account, month]
-    score = np.clip(
-        np.round(
-            signals.nps_mean
-            + signals.nps_health_slope * h
-            + rng.normal(0, signals.nps_noise_sd, len(h))
-        ),
-        0,
-        10,
-    )
+    score = (
+        np.clip(
+            np.round(
+                signals.nps_mean
+                + signals.nps_health_slope * h
+                + rng.normal(0, signals.nps_noise_sd, len(h))
+            ),
+            0,
+            10,
+        )
+        + 0.0
+    )  # no negative zero
     return _frame(
         "nps",
         {
