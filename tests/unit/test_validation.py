@@ -426,3 +426,24 @@ def test_report_to_dict_is_json_ready() -> None:
     assert data["issues"][0]["rule"] == "negative_arr"
     assert data["issues"][0]["table"] == "subscriptions"
     assert data["issues"][0]["column"] == "arr"
+
+
+def test_typing_is_idempotent_on_loaded_frames() -> None:
+    from features.typed_tables import coerce_tables
+
+    raw = {
+        "accounts": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "is_target": ["yes", None],
+                "created_at": ["2023-01-01", None],
+            }
+        ),
+        "subscriptions": base_tables()["subscriptions"],
+        "opportunities": opportunities(),
+    }
+    once = coerce_tables(raw).tables
+    twice = coerce_tables(once)
+    assert twice.issues == []
+    for table, frame in once.items():
+        pd.testing.assert_frame_equal(twice.tables[table], frame)
