@@ -182,6 +182,8 @@ def read_sources_config(path: str | Path) -> SourcesConfig:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise SourcesError(f"{path} is not valid YAML: {error}") from None
+    except OSError as error:
+        raise SourcesError(f"cannot read {path}: {error.strerror or error}") from None
     if not isinstance(document, dict):
         raise SourcesError(
             f"{path} must be a mapping with a `tables:` key (see docs/data-contract.md)"
