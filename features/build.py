@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import TracebackType
 
@@ -48,12 +48,20 @@ class FeatureError(ValueError):
     """Features cannot be computed as asked (bad as-of date, unusable tables)."""
 
 
+# Dates that say when something was recorded, per table, for the data period. Mostly the
+# contract's event date; an invoice's due date is scheduled ahead of time, so invoices
+# count by their payment dates (a portfolio's invoices run weeks past its last day).
+RECORDED_DATES: dict[str, str] = {"invoices": "paid_at"}
+
+
 @dataclass(frozen=True)
 class DataPeriod:
-    """The first and last event dates over all time-stamped tables."""
+    """When the data was recorded: the first and last recorded dates over the given tables."""
 
     start: pd.Timestamp
     end: pd.Timestamp
+    # table -> its first recorded date
+    table_starts: dict[str, pd.Timestamp] = field(default_factory=dict)
 
     @property
     def first_day(self) -> pd.Timestamp:
@@ -62,6 +70,11 @@ class DataPeriod:
     @property
     def last_day(self) -> pd.Timestamp:
         return self.end.normalize()
+
+    @property
+    def covered_from(self) -> pd.Timestamp:
+        """The first day from which every given table has data (the latest table start)."""
+        return max(self.table_starts.values(), default=self.start).normalize()
 
 
 # ---------------------------------------------------------------- as-of dates and the data period
@@ -81,25 +94,28 @@ def as_of_day(as_of: AsOf) -> pd.Timestamp:
 
 
 def data_period(tables: Tables) -> DataPeriod:
-    """First and last event date over the time-stamped tables (the contract's event dates)."""
-    starts: list[pd.Timestamp] = []
+    """First and last recorded date over the time-stamped tables (`RECORDED_DATES`)."""
+    starts: dict[str, pd.Timestamp] = {}
     ends: list[pd.Timestamp] = []
     for name, frame in tables.items():
         spec = CONTRACT.get(name)
-        if spec is None or spec.event_date is None or spec.event_date not in frame.columns:
+        if spec is None or spec.event_date is None:
             continue
-        dates = frame[spec.event_date]
+        column = RECORDED_DATES.get(name, spec.event_date)
+        if column not in frame.columns:
+            continue
+        dates = frame[column]
         if not pd.api.types.is_datetime64_any_dtype(dates):
-            dates = pd.to_datetime(dates, errors="coerce")
+            dates = pd.to_datetime(dates, errors="coerce", format="mixed")
         if dates.notna().any():
-            starts.append(pd.Timestamp(dates.min()))
+            starts[name] = pd.Timestamp(dates.min())
             ends.append(pd.Timestamp(dates.max()))
     if not starts:
         raise FeatureError(
             "the tables hold no dated rows: features need at least one row in "
             f"{' or '.join(REVENUE_TABLES)}"
         )
-    return DataPeriod(min(starts), max(ends))
+    return DataPeriod(min(starts.values()), max(ends), starts)
 
 
 def check_as_of(period: DataPeriod, as_of: AsOf) -> pd.Timestamp:

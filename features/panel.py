@@ -57,14 +57,15 @@ def default_snapshot_dates(
 ) -> list[pd.Timestamp]:
     """As-of dates every `freq` (month starts by default) whose label window ends by `as_of`.
 
-    They start `min_history_days` after the first date in the data and end
+    They start `min_history_days` after every given table has data (so that
+    no family is missing merely because its table starts later) and end
     `horizon_days` before `as_of` (default: the last date in the data; a
     later `as_of` is capped to it, since windows after the data are not
     observed).
     """
     period = data_period(tables)
     end = period.last_day if as_of is None else min(as_of_day(as_of), period.last_day)
-    first = period.first_day + pd.Timedelta(days=min_history_days)
+    first = period.covered_from + pd.Timedelta(days=min_history_days)
     last = end - pd.Timedelta(days=horizon_days)
     if last < first:
         return []

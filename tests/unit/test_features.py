@@ -24,6 +24,7 @@ from features import (
     build_account_features,
     build_labels,
     build_training_panel,
+    data_period,
     default_snapshot_dates,
     feature_columns,
     feature_specs,
@@ -678,3 +679,37 @@ def test_the_queries_transpile_to_spark_sql() -> None:
         )
     with FeatureSession({"orders": orders([("A", T, 1.0)])}) as session:
         assert session.revenue_table == "orders"
+
+
+def test_the_data_period_counts_recorded_dates_and_snapshots_wait_for_every_table() -> None:
+    tables = {
+        "subscriptions": subscriptions([("A", "2020-01-01", None, 10.0)]),
+        "usage": pd.DataFrame(
+            {"account_id": pd.Series(["A"], dtype="str"), "date": dates("2023-01-10")}
+        ),
+        "invoices": pd.DataFrame(
+            {
+                "account_id": pd.Series(["A", "A"], dtype="str"),
+                "due_date": dates("2023-06-01", "2024-02-01"),  # scheduled: not a recorded date
+                "paid_at": dates("2023-05-30", None),
+            }
+        ),
+    }
+    period = data_period(tables)
+    assert period.start == pd.Timestamp("2020-01-01")
+    assert period.end == pd.Timestamp("2023-05-30")
+    assert period.covered_from == pd.Timestamp("2023-05-30")
+    assert [d.strftime("%Y-%m-%d") for d in default_snapshot_dates(tables, horizon_days=0)] == []
+    tables["usage"] = pd.DataFrame(
+        {
+            "account_id": pd.Series(["A", "A"], dtype="str"),
+            "date": dates("2023-01-10", "2023-12-31"),
+        }
+    )
+    # every table has data from 2023-05-30; + 90 days of history = 2023-08-28
+    assert [d.strftime("%Y-%m-%d") for d in default_snapshot_dates(tables, horizon_days=30)] == [
+        "2023-09-01",
+        "2023-10-01",
+        "2023-11-01",
+        "2023-12-01",
+    ]
