@@ -385,8 +385,8 @@ def generate_portfolio(settings: GeneratorSettings) -> SyntheticPortfolio:
         realised = _realised_subscription_labels(life, accounts, calendar)
         p_expand_true = life.p_expand_true
     else:
-        orders = _orders_table(settings, calendar, accounts, health, life, streams["orders"])
-        tables["orders"] = orders
+        orders = _draw_orders(settings, calendar, accounts, health, life, streams["orders"])
+        tables["orders"] = _orders_frame(orders, accounts)
         tables["invoices"] = _order_invoices_table(
             settings, calendar, accounts, health, orders, streams["invoices"]
         )
@@ -1682,14 +1682,26 @@ def _subscription_invoices_table(
     )
 
 
-def _orders_table(
+@dataclass(frozen=True)
+class _OrderRows:
+    """Orders and credits as arrays, sorted by account and day."""
+
+    account: np.ndarray
+    day: np.ndarray
+    amount: np.ndarray
+    line: np.ndarray
+    margin: np.ndarray
+    line_names: tuple[str, ...]
+
+
+def _draw_orders(
     settings: GeneratorSettings,
     calendar: _Calendar,
     accounts: _Accounts,
     health: _Health,
     life: _Lifecycle,
     rng: np.random.Generator,
-) -> pd.DataFrame:
+) -> _OrderRows:
     """Orders (Poisson per active month, plus the first order) and occasional credits.
 
     Customers at the start also get the orders of the year before it (at their
@@ -1720,7 +1732,9 @@ def _orders_table(
     amount = np.round(mean_amount * rng.lognormal(-(sigma**2) / 2, sigma, len(account)), 2)
     lines = np.array(list(signals.product_lines))
     margin_rates = np.array(list(signals.product_lines.values()))
-    line = rng.choice(len(lines), size=len(account), p=_normalised(signals.product_line_shares))
+    line = np.searchsorted(
+        np.cumsum(_normalised(signals.product_line_shares))[:-1], rng.random(len(account))
+    )
     margin_rate = np.clip(margin_rates[line] + rng.normal(0, 0.04, len(account)), 0.02, 0.9)
 
     credited = np.flatnonzero(rng.random(len(account)) < signals.credit_share)
@@ -1735,14 +1749,25 @@ def _orders_table(
     all_line = np.concatenate([line, line[credited]])
     all_margin = np.round(all_amount * np.concatenate([margin_rate, margin_rate[credited]]), 2)
     order = np.lexsort((all_day, all_account))
+    return _OrderRows(
+        account=all_account[order],
+        day=all_day[order],
+        amount=all_amount[order],
+        line=all_line[order],
+        margin=all_margin[order],
+        line_names=tuple(lines),
+    )
+
+
+def _orders_frame(rows: _OrderRows, accounts: _Accounts) -> pd.DataFrame:
     return _frame(
         "orders",
         {
-            "account_id": _labels(all_account[order], accounts.ids),
-            "date": _days_to_datetime(all_day[order]),
-            "amount": all_amount[order],
-            "product_line": _labels(all_line[order], lines),
-            "margin": all_margin[order],
+            "account_id": _labels(rows.account, accounts.ids),
+            "date": _days_to_datetime(rows.day),
+            "amount": rows.amount,
+            "product_line": _labels(rows.line, rows.line_names),
+            "margin": rows.margin,
         },
     )
 
@@ -1752,13 +1777,12 @@ def _order_invoices_table(
     calendar: _Calendar,
     accounts: _Accounts,
     health: _Health,
-    orders: pd.DataFrame,
+    orders: _OrderRows,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
     """One invoice per positive order, due 30 days after it."""
-    positive = orders[orders["amount"] > 0]
-    account = _account_index(accounts, positive["account_id"])
-    day = positive["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    positive = orders.amount > 0
+    account, day = orders.account[positive], orders.day[positive]
     due = day + 30
     month = np.clip(calendar.month_of_day(day), 0, None)  # orders before the data: first month
     paid, unpaid = _payment_days(
@@ -1767,17 +1791,12 @@ def _order_invoices_table(
     return _frame(
         "invoices",
         {
-            "account_id": positive["account_id"].reset_index(drop=True),
+            "account_id": _labels(account, accounts.ids),
             "due_date": _days_to_datetime(due),
             "paid_at": _days_to_datetime(paid, unpaid),
-            "amount": positive["amount"].to_numpy(),
+            "amount": orders.amount[positive],
         },
     )
-
-
-def _account_index(accounts: _Accounts, ids: pd.Series) -> np.ndarray:
-    """Row index of each id (ids are ACC-<n> in order)."""
-    return ids.str.slice(4).astype("int64").to_numpy() - 1
 
 
 def _opportunities_table(
@@ -1952,10 +1971,8 @@ class _OrderWindows:
         )
 
 
-def _order_windows(orders: pd.DataFrame, accounts: _Accounts, calendar: _Calendar) -> _OrderWindows:
-    account = _account_index(accounts, orders["account_id"])
-    day = orders["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    amount = orders["amount"].to_numpy()
+def _order_windows(orders: _OrderRows, accounts: _Accounts, calendar: _Calendar) -> _OrderWindows:
+    account, day, amount = orders.account, orders.day, orders.amount
     as_of = calendar.month_start[: calendar.months]
     n, months = accounts.n, calendar.months
 
