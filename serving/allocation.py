@@ -1,0 +1,595 @@
+"""Account-manager allocation: who owns which account, within every person's capacity.
+
+The value model. Owning account i realises `priority_i x match_factor[tier_i][seniority]`
+(0 forbids the pair: by default junior people never own strategic accounts). Keeping the
+current owner earns a continuity bonus of max(continuity_share x priority_i,
+continuity_min_gain), so an account moves only when the move gains more than that.
+Each manager has an optional capacity in accounts and in monthly hours (hours per
+account depend on the tier). An account may stay unassigned when capacity runs out
+(it then goes to the automated programmes). The plan maximises total value + bonus.
+
+The model is exact yet small because value depends on the manager only through the
+seniority (and the continuity bonus): an account either stays with its owner (s_i) or
+goes to a "pool" of interchangeable managers - the seniorities with the same match factor
+for its tier (y_ip) - and each manager takes k_jt accounts of tier t, of which q_jt come
+from the pools. Capacities are linear in k. With k fixed, the remaining constraint matrix
+is totally unimodular (a network), so every vertex is integral; only the m x 3 counts k
+need integrality. Solving (all with HiGHS via scipy):
+
+1. the LP relaxation gives an upper bound and, when k comes out integral, the optimum;
+2. otherwise, for up to `exact_max_accounts` accounts, `scipy.optimize.milp` with k
+   integer; above that, LP rounding: k is rounded down and a small `milp` over the
+   increments, priced with the LP duals, refills the capacity left;
+3. the network LP with k fixed gives the integral assignment.
+
+The solution is never worse than the current allocation when that one is feasible.
+The relative gap to the LP bound is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+
+from serving.portfolio_inputs import PortfolioInputError, require_columns
+from serving.settings import SENIORITIES, TIERS, AllocationSettings
+
+_INTEGRAL = 1e-6
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    """The assignment per account, the load per manager and a JSON-ready summary."""
+
+    assignments: pd.DataFrame
+    managers: pd.DataFrame
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The allocation problem as arrays (accounts i, managers j, tiers t, pools p)."""
+
+    priority: np.ndarray  # (n,)
+    bonus: np.ndarray  # (n,) continuity bonus of keeping the owner
+    seniority: np.ndarray  # (m,) seniority code
+    factors: np.ndarray  # (T, seniorities) match factors
+    tier: np.ndarray  # (n,) tier code
+    value_stay: np.ndarray  # (n,) value + bonus of keeping the owner; 0 when not allowed
+    stay_allowed: np.ndarray  # (n,) bool
+    owner: np.ndarray  # (n,) manager index or -1
+    pool_of_y: np.ndarray  # (ny,) pool index of each y variable
+    account_of_y: np.ndarray  # (ny,) account index of each y variable
+    value_y: np.ndarray  # (ny,)
+    pools: list[tuple[int, float, np.ndarray]]  # (tier, factor, manager mask)
+    slot_allowed: np.ndarray  # (m, T) bool
+    capacity_accounts: np.ndarray  # (m,) nan = no limit
+    capacity_hours: np.ndarray  # (m,)
+    hours: np.ndarray  # (T,)
+
+    @property
+    def n(self) -> int:
+        return len(self.tier)
+
+    @property
+    def m(self) -> int:
+        return len(self.capacity_accounts)
+
+
+def _build_model(
+    priority: np.ndarray,
+    tier: np.ndarray,
+    owner: np.ndarray,
+    seniority: np.ndarray,
+    capacity_accounts: np.ndarray,
+    capacity_hours: np.ndarray,
+    settings: AllocationSettings,
+) -> _Model:
+    factors = np.array([[settings.match_factors[t][s] for s in SENIORITIES] for t in TIERS])
+    hours = np.array([settings.hours_per_account[t] for t in TIERS], dtype="float64")
+    m = len(seniority)
+    owner_seniority = np.where(owner >= 0, seniority[np.maximum(owner, 0)], 0)
+    owner_factor = np.where(owner >= 0, factors[tier, owner_seniority], 0.0)
+    stay_allowed = (owner >= 0) & (owner_factor > 0)
+    bonus = np.maximum(settings.continuity_share * priority, settings.continuity_min_gain)
+    value_stay = np.where(stay_allowed, priority * owner_factor + bonus, 0.0)
+    present = np.bincount(seniority, minlength=len(SENIORITIES)) > 0
+    pools: list[tuple[int, float, np.ndarray]] = []
+    pool_of_y, account_of_y, value_y = [], [], []
+    for t in range(len(TIERS)):
+        members = np.nonzero(tier == t)[0]
+        for factor in sorted({float(f) for f, ok in zip(factors[t], present, strict=True) if ok}):
+            if factor <= 0:
+                continue
+            seniorities = np.nonzero((factors[t] == factor) & present)[0]
+            pools.append((t, factor, np.isin(seniority, seniorities)))
+            pool_of_y.append(np.full(len(members), len(pools) - 1))
+            account_of_y.append(members)
+            value_y.append(priority[members] * factor)
+    slot_allowed = factors[:, seniority].T > 0 if m else np.zeros((0, len(TIERS)), dtype=bool)
+    return _Model(
+        priority=priority,
+        bonus=bonus,
+        seniority=seniority,
+        factors=factors,
+        tier=tier,
+        value_stay=value_stay,
+        stay_allowed=stay_allowed,
+        owner=owner,
+        pool_of_y=np.concatenate(pool_of_y) if pool_of_y else np.zeros(0, dtype=int),
+        account_of_y=np.concatenate(account_of_y) if account_of_y else np.zeros(0, dtype=int),
+        value_y=np.concatenate(value_y) if value_y else np.zeros(0),
+        pools=pools,
+        slot_allowed=slot_allowed,
+        capacity_accounts=capacity_accounts,
+        capacity_hours=capacity_hours,
+        hours=hours,
+    )
+
+
+@dataclass(frozen=True)
+class _Program:
+    """The model as a linear program: maximise value @ x."""
+
+    value: np.ndarray
+    upper: np.ndarray
+    a_ub: sp.csr_matrix
+    b_ub: np.ndarray
+    a_eq: sp.csr_matrix
+    network_rows: int  # the first rows of a_ub that are not capacity rows
+    slots: slice  # the k variables
+
+
+def _program(model: _Model) -> _Program:
+    n, m, tiers = model.n, model.m, len(TIERS)
+    ny = len(model.pool_of_y)
+    q0, k0 = n + ny, n + ny + m * tiers
+    size = k0 + m * tiers
+    value = np.concatenate([model.value_stay, model.value_y, np.zeros(2 * m * tiers)])
+    slot_upper = np.where(model.slot_allowed.ravel(), np.inf, 0.0)
+    upper = np.concatenate([model.stay_allowed.astype(float), np.ones(ny), slot_upper, slot_upper])
+    # accounts: s_i + sum_p y_ip <= 1
+    rows = [np.arange(n), model.account_of_y]
+    cols = [np.arange(n), n + np.arange(ny)]
+    vals = [np.ones(n), np.ones(ny)]
+    ub_rows = n
+    # capacities: sum_t k_jt <= accounts, sum_t hours_t k_jt <= hours
+    for j in range(m):
+        for capacity, weights in (
+            (model.capacity_accounts[j], np.ones(tiers)),
+            (model.capacity_hours[j], model.hours),
+        ):
+            if np.isnan(capacity):
+                continue
+            rows.append(np.full(tiers, ub_rows))
+            cols.append(k0 + j * tiers + np.arange(tiers))
+            vals.append(weights)
+            ub_rows += 1
+    capacities = [
+        c
+        for j in range(m)
+        for c in (model.capacity_accounts[j], model.capacity_hours[j])
+        if not np.isnan(c)
+    ]
+    a_ub = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(ub_rows, size),
+    )
+    b_ub = np.concatenate([np.ones(n), np.asarray(capacities, dtype="float64")])
+    # pools: sum_i y_ip - sum_{j in pool} q_jt = 0
+    rows, cols, vals = [], [], []
+    for p, (t, _, members) in enumerate(model.pools):
+        chosen = np.nonzero(model.pool_of_y == p)[0]
+        managers = np.nonzero(members)[0]
+        rows += [np.full(len(chosen), p), np.full(len(managers), p)]
+        cols += [n + chosen, q0 + managers * tiers + t]
+        vals += [np.ones(len(chosen)), -np.ones(len(managers))]
+    # slots: sum_{i owned by j, tier t} s_i + q_jt - k_jt = 0
+    base = len(model.pools)
+    staying = np.nonzero(model.stay_allowed)[0]
+    slot_rows = base + model.owner[staying] * tiers + model.tier[staying]
+    every_slot = base + np.arange(m * tiers)
+    rows += [slot_rows, every_slot, every_slot]
+    cols += [staying, q0 + np.arange(m * tiers), k0 + np.arange(m * tiers)]
+    vals += [np.ones(len(staying)), np.ones(m * tiers), -np.ones(m * tiers)]
+    a_eq = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(base + m * tiers, size),
+    )
+    return _Program(value, upper, a_ub, b_ub, a_eq, n, slice(k0, size))
+
+
+def _solve_lp(program: _Program, upper: np.ndarray, with_capacities: bool) -> Any:
+    rows = program.a_ub.shape[0] if with_capacities else program.network_rows
+    result = linprog(
+        -program.value,
+        A_ub=program.a_ub[:rows],
+        b_ub=program.b_ub[:rows],
+        A_eq=program.a_eq,
+        b_eq=np.zeros(program.a_eq.shape[0]),
+        bounds=np.column_stack([np.zeros(len(upper)), upper]),
+        method="highs-ds",
+    )
+    if result.status != 0:
+        raise RuntimeError(f"allocation LP failed: {result.message}")
+    return result
+
+
+def _slot_counts_exact(program: _Program, settings: AllocationSettings) -> tuple[np.ndarray, float]:
+    """k from the MILP with integer k; returns (k, the solver's dual bound)."""
+    size = len(program.value)
+    integrality = np.zeros(size)
+    integrality[program.slots] = 1
+    matrix = sp.vstack([program.a_ub, program.a_eq]).tocsr()
+    lower = np.concatenate([np.full(len(program.b_ub), -np.inf), np.zeros(program.a_eq.shape[0])])
+    upper = np.concatenate([program.b_ub, np.zeros(program.a_eq.shape[0])])
+    result = milp(
+        -program.value,
+        constraints=LinearConstraint(matrix, lower, upper),
+        integrality=integrality,
+        bounds=Bounds(np.zeros(size), program.upper),
+        options={
+            "mip_rel_gap": settings.mip_rel_gap,
+            "time_limit": settings.time_limit_seconds,
+        },
+    )
+    if result.x is None:
+        raise RuntimeError(f"allocation MILP found no solution: {result.message}")
+    bound = -float(result.mip_dual_bound) if result.mip_dual_bound is not None else np.inf
+    return np.round(result.x[program.slots]), bound
+
+
+def _assign(model: _Model, program: _Program, slot_counts: np.ndarray) -> np.ndarray:
+    """The integral network solution for fixed k: the manager index per account or -1."""
+    upper = program.upper.copy()
+    upper[program.slots] = slot_counts
+    result = _solve_lp(program, upper, with_capacities=False)
+    x = result.x
+    if np.any(np.abs(x - np.round(x)) > _INTEGRAL):
+        raise RuntimeError("allocation: the network LP returned a fractional assignment")
+    x = np.round(x)
+    n, ny, tiers = model.n, len(model.pool_of_y), len(TIERS)
+    stays = x[:n] > 0
+    moved = x[n : n + ny] > 0
+    intake = x[n + ny : n + ny + model.m * tiers].reshape(model.m, tiers).astype(int)
+    assigned = np.full(n, -1)
+    assigned[stays] = model.owner[stays]
+    return _disaggregate(model, assigned, moved, intake)
+
+
+def _disaggregate(
+    model: _Model, assigned: np.ndarray, moved: np.ndarray, intake: np.ndarray
+) -> np.ndarray:
+    """Give each pool's accounts to its managers' intakes: back to their own owner first
+    when the owner is in the pool, then in manager order (deterministic)."""
+    for p, (t, _, members) in enumerate(model.pools):
+        accounts = model.account_of_y[(model.pool_of_y == p) & moved]
+        managers = np.nonzero(members)[0]
+        left = {int(j): int(intake[j, t]) for j in managers}
+        rest = []
+        for i in accounts:
+            j = int(model.owner[i])
+            if j in left and left[j] > 0:
+                assigned[i] = j
+                left[j] -= 1
+            else:
+                rest.append(i)
+        queue = [j for j in managers for _ in range(left[int(j)])]
+        if len(queue) != len(rest):
+            raise RuntimeError("allocation: pool intake does not match the accounts moved")
+        assigned[np.asarray(rest, dtype=int)] = np.asarray(queue, dtype=int)
+    return assigned
+
+
+def _objective(model: _Model, assigned: np.ndarray) -> float:
+    """Value + continuity bonus of an assignment (manager index per account, -1 = none)."""
+    known = assigned >= 0
+    factor = model.factors[model.tier, model.seniority[np.maximum(assigned, 0)]]
+    value = np.where(known, model.priority * factor, 0.0)
+    value += np.where(known & (assigned == model.owner), model.bonus, 0.0)
+    return float(value.sum())
+
+
+def _load(model: _Model, assigned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accounts and hours per manager under an assignment."""
+    known = assigned >= 0
+    counts = np.bincount(assigned[known], minlength=model.m).astype(float)
+    hours = np.bincount(assigned[known], weights=model.hours[model.tier[known]], minlength=model.m)
+    return counts, hours
+
+
+def _released(model: _Model, assigned: np.ndarray) -> np.ndarray:
+    """Accounts reopened around a rounded solution: at every manager, the lowest-value
+    accounts of each tier until they free the hours of the largest slot (and one account),
+    so that a better account can take their place."""
+    largest = float(model.hours.max()) if len(model.hours) else 0.0
+    value = model.priority * model.factors[model.tier, model.seniority[np.maximum(assigned, 0)]]
+    value = value + np.where(assigned == model.owner, model.bonus, 0.0)
+    released = []
+    for j in range(model.m):
+        mine = np.nonzero(assigned == j)[0]
+        for t in range(len(TIERS)):
+            cell = mine[model.tier[mine] == t]
+            if not len(cell):
+                continue
+            cell = cell[np.lexsort((cell, value[cell]))]
+            needed = int(np.ceil(largest / model.hours[t])) if model.hours[t] > 0 else 1
+            released.append(cell[: max(1, needed)])
+    return np.concatenate(released) if released else np.zeros(0, dtype=int)
+
+
+def _unassigned_candidates(
+    model: _Model, assigned: np.ndarray, room_accounts: np.ndarray, room_hours: np.ndarray
+) -> np.ndarray:
+    """The unassigned accounts that could still fit, best first, at most as many per tier
+    as the remaining capacity holds."""
+    unassigned = np.nonzero(assigned < 0)[0]
+    candidates = []
+    for t in range(len(TIERS)):
+        pool = unassigned[model.tier[unassigned] == t]
+        if not len(pool):
+            continue
+        by_accounts = np.where(
+            np.isnan(room_accounts), len(pool), np.floor(room_accounts + _INTEGRAL)
+        )
+        by_hours = (
+            np.where(
+                np.isnan(room_hours), len(pool), np.floor(room_hours / model.hours[t] + _INTEGRAL)
+            )
+            if model.hours[t] > 0
+            else np.full(model.m, len(pool))
+        )
+        fits = int(
+            np.clip(np.minimum(by_accounts, by_hours), 0, None)[model.slot_allowed[:, t]].sum()
+        )
+        if fits <= 0:
+            continue
+        best = np.maximum(model.priority[pool] * model.factors[t].max(), model.value_stay[pool])
+        candidates.append(pool[np.lexsort((pool, -best))][:fits])
+    return np.concatenate(candidates) if candidates else np.zeros(0, dtype=int)
+
+
+def _improve(model: _Model, assigned: np.ndarray, settings: AllocationSettings) -> np.ndarray:
+    """Re-solve exactly the neighbourhood of a rounded solution: the released accounts and
+    the unassigned ones that could fit, in the capacity the other accounts leave. Keeps the
+    result only when it is better."""
+    released = _released(model, assigned)
+    fixed = assigned.copy()
+    fixed[released] = -1
+    counts, hours = _load(model, fixed)
+    room_accounts = np.maximum(model.capacity_accounts - counts, 0.0)
+    room_hours = np.maximum(model.capacity_hours - hours, 0.0)
+    reopened = np.union1d(released, _unassigned_candidates(model, fixed, room_accounts, room_hours))
+    if not len(reopened):
+        return assigned
+    neighbourhood = _build_model(
+        model.priority[reopened],
+        model.tier[reopened],
+        model.owner[reopened],
+        model.seniority,
+        room_accounts,
+        room_hours,
+        settings,
+    )
+    program = _program(neighbourhood)
+    slot_counts, _ = _slot_counts_exact(program, settings)
+    candidate = fixed
+    candidate[reopened] = _assign(neighbourhood, program, slot_counts)
+    return candidate if _objective(model, candidate) > _objective(model, assigned) else assigned
+
+
+def _solve(model: _Model, settings: AllocationSettings) -> tuple[np.ndarray, str, float]:
+    """(manager index per account or -1, method, upper bound on the objective)."""
+    program = _program(model)
+    relaxed = _solve_lp(program, program.upper, with_capacities=True)
+    bound = -float(relaxed.fun)
+    relaxed_k = relaxed.x[program.slots]
+    if np.all(np.abs(relaxed_k - np.round(relaxed_k)) <= _INTEGRAL):
+        return _assign(model, program, np.round(relaxed_k)), "lp (integral)", bound
+    if model.n <= settings.exact_max_accounts:
+        slot_counts, milp_bound = _slot_counts_exact(program, settings)
+        return _assign(model, program, slot_counts), "milp", min(bound, milp_bound)
+    rounded = _assign(model, program, np.floor(relaxed_k + _INTEGRAL))
+    return _improve(model, rounded, settings), "lp rounding + neighbourhood milp", bound
+
+
+def _current_is_feasible(model: _Model) -> tuple[bool, list[int], int]:
+    """(feasible, managers over a capacity, accounts whose owner may not own them)."""
+    forbidden = int(((model.owner >= 0) & ~model.stay_allowed).sum())
+    counts, hours = _load(model, model.owner)
+    over = [
+        j
+        for j in range(model.m)
+        if (counts[j] > model.capacity_accounts[j] + _INTEGRAL)
+        or (hours[j] > model.capacity_hours[j] + _INTEGRAL)
+    ]
+    return forbidden == 0 and not over, over, forbidden
+
+
+def allocate_accounts(
+    scores: pd.DataFrame, account_managers: pd.DataFrame, settings: AllocationSettings
+) -> AllocationResult:
+    """Assign accounts to managers maximising expected value with continuity (see module doc).
+
+    `scores` needs account_id, owner_id, tier and priority; `account_managers` is checked
+    (`serving.portfolio_inputs.check_account_managers`).
+    """
+    require_columns(scores, "scores", ["account_id", "owner_id", "tier", "priority"])
+    unknown_tiers = ~scores["tier"].isin(TIERS)
+    if unknown_tiers.any():
+        raise PortfolioInputError(
+            f"scores: column 'tier' must be one of {list(TIERS)}; account_id "
+            f"{list(scores.loc[unknown_tiers, 'account_id'].astype(str).head(5))}"
+        )
+    managers = account_managers.sort_values("owner_id", kind="stable").reset_index(drop=True)
+    manager_index = {str(o): j for j, o in enumerate(managers["owner_id"])}
+    accounts = scores.assign(account_id=scores["account_id"].astype(str)).sort_values(
+        "account_id", kind="stable"
+    )
+    priority = accounts["priority"].to_numpy(dtype="float64").clip(min=0.0)
+    tier = accounts["tier"].map({t: c for c, t in enumerate(TIERS)}).to_numpy(dtype=int)
+    owner_ids = accounts["owner_id"].astype("string")
+    owner = np.array([manager_index.get(str(o), -1) if pd.notna(o) else -1 for o in owner_ids])
+    seniority = (
+        managers["seniority"].map({s: c for c, s in enumerate(SENIORITIES)}).to_numpy(dtype=int)
+    )
+    model = _build_model(
+        priority,
+        tier,
+        owner,
+        seniority,
+        managers["capacity_accounts"].to_numpy(dtype="float64"),
+        managers["capacity_hours"].to_numpy(dtype="float64"),
+        settings,
+    )
+    assigned, method, bound = _solve(model, settings)
+    objective = _objective(model, assigned)
+    feasible, over, forbidden = _current_is_feasible(model)
+    current_objective = _objective(model, model.owner)
+    if feasible and current_objective > objective + 1e-9 * max(1.0, abs(objective)):
+        assigned, objective, method = (
+            model.owner.copy(),
+            current_objective,
+            f"{method}; kept current",
+        )
+    return _result(
+        accounts,
+        managers,
+        model,
+        priority,
+        assigned,
+        settings,
+        {
+            "method": method,
+            "objective": objective,
+            "upper_bound": bound,
+            "current_feasible": feasible,
+            "current_over_capacity": [str(managers["owner_id"].iloc[j]) for j in over],
+            "current_forbidden_pairs": forbidden,
+        },
+    )
+
+
+def _result(
+    accounts: pd.DataFrame,
+    managers: pd.DataFrame,
+    model: _Model,
+    priority: np.ndarray,
+    assigned: np.ndarray,
+    settings: AllocationSettings,
+    solver: dict[str, Any],
+) -> AllocationResult:
+    factors = np.array([[settings.match_factors[t][s] for s in SENIORITIES] for t in TIERS])
+    seniority = (
+        managers["seniority"].map({s: c for c, s in enumerate(SENIORITIES)}).to_numpy(dtype=int)
+    )
+    owner_ids = managers["owner_id"].astype(str).to_numpy()
+
+    def realised(index: np.ndarray) -> np.ndarray:
+        known = index >= 0
+        factor = np.where(known, factors[model.tier, seniority[np.maximum(index, 0)]], 0.0)
+        return priority * factor
+
+    def labels(index: np.ndarray, names: np.ndarray) -> pd.Series:
+        values = np.where(index >= 0, names[np.maximum(index, 0)] if len(names) else "", None)
+        return pd.Series(values, index=accounts.index, dtype="string")
+
+    seniority_names = np.array(SENIORITIES)[seniority] if len(seniority) else np.array([])
+    value_current, value_assigned = realised(model.owner), realised(assigned)
+    current_owner = accounts["owner_id"].astype("string")
+    assignments = pd.DataFrame(
+        {
+            "account_id": accounts["account_id"].to_numpy(),
+            "tier": accounts["tier"].astype("string").to_numpy(),
+            "priority": priority,
+            "current_owner_id": current_owner.to_numpy(),
+            "current_seniority": labels(model.owner, seniority_names).to_numpy(),
+            "assigned_owner_id": labels(assigned, owner_ids).to_numpy(),
+            "assigned_seniority": labels(assigned, seniority_names).to_numpy(),
+            "value_current": value_current,
+            "value_assigned": value_assigned,
+        }
+    ).reset_index(drop=True)
+    for column in ("account_id", "tier", "current_owner_id", "current_seniority"):
+        assignments[column] = assignments[column].astype("string")
+    assignments["moved"] = (
+        assignments["assigned_owner_id"].fillna("") != assignments["current_owner_id"].fillna("")
+    ).astype(bool)
+    hours = model.hours[model.tier]
+    load = pd.DataFrame(
+        {
+            "owner_id": owner_ids,
+            "name": managers["name"].astype("string").to_numpy(),
+            "seniority": seniority_names,
+            "capacity_accounts": managers["capacity_accounts"].to_numpy(dtype="float64"),
+            "capacity_hours": managers["capacity_hours"].to_numpy(dtype="float64"),
+            "accounts_current": np.bincount(model.owner[model.owner >= 0], minlength=model.m),
+            "hours_current": np.bincount(
+                model.owner[model.owner >= 0], weights=hours[model.owner >= 0], minlength=model.m
+            ),
+            "accounts_assigned": np.bincount(assigned[assigned >= 0], minlength=model.m),
+            "hours_assigned": np.bincount(
+                assigned[assigned >= 0], weights=hours[assigned >= 0], minlength=model.m
+            ),
+            "value_assigned": np.bincount(
+                assigned[assigned >= 0], weights=value_assigned[assigned >= 0], minlength=model.m
+            ),
+        }
+    )
+    total_current, total_assigned = float(value_current.sum()), float(value_assigned.sum())
+    bound, objective = solver["upper_bound"], solver["objective"]
+    moved = assignments[assignments["moved"]].assign(
+        gain=lambda f: f["value_assigned"] - f["value_current"]
+    )
+    moved = moved.sort_values(["gain", "account_id"], ascending=[False, True])
+    summary = {
+        "status": "solved",
+        "method": solver["method"],
+        "accounts": int(model.n),
+        "managers": int(model.m),
+        "expected_value_current": round(total_current, 6),
+        "expected_value_assigned": round(total_assigned, 6),
+        "gain": round(total_assigned - total_current, 6),
+        "gain_share": round((total_assigned - total_current) / total_current, 9)
+        if total_current > 0
+        else None,
+        "accounts_moved": int(assignments["moved"].sum()),
+        "accounts_unassigned": int((assigned < 0).sum()),
+        "accounts_without_known_owner": int((model.owner < 0).sum()),
+        "objective_with_continuity": round(objective, 6),
+        "upper_bound": round(bound, 6),
+        "optimality_gap": round(max(0.0, (bound - objective) / bound), 9) if bound > 0 else 0.0,
+        "current_feasible": solver["current_feasible"],
+        "current_over_capacity": solver["current_over_capacity"],
+        "current_forbidden_pairs": solver["current_forbidden_pairs"],
+        "by_tier": {
+            tier: {
+                "accounts": int((assignments["tier"] == tier).sum()),
+                "assigned_by_seniority": {
+                    s: int(
+                        ((assignments["tier"] == tier) & (assignments["assigned_seniority"] == s))
+                        .fillna(False)
+                        .sum()
+                    )
+                    for s in SENIORITIES
+                },
+            }
+            for tier in TIERS
+        },
+        "largest_moves": [
+            {
+                "account_id": row.account_id,
+                "tier": row.tier,
+                "from": None if pd.isna(row.current_owner_id) else row.current_owner_id,
+                "to": None if pd.isna(row.assigned_owner_id) else row.assigned_owner_id,
+                "gain": round(float(row.gain), 6),
+            }
+            for row in moved.head(settings.moves_reported).itertuples(index=False)
+        ],
+    }
+    return AllocationResult(assignments=assignments, managers=load, summary=summary)
