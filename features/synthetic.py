@@ -31,6 +31,27 @@ The story the data tells:
   product lines, margins and occasional credits; churn means it stops
   ordering (a monthly hazard); expansion raises its order volume.
 
+The ground truth (`SyntheticPortfolio.ground_truth`, `ground_truth.parquet`)
+has one row per account and month start t at which the account is active by
+the contract's definition (ARR(t) > 0), with:
+
+- `health` (the hidden state), `alive` (still a customer; for orders an
+  account that stopped ordering stays active while its 365-day revenue is
+  positive), `arr` (ARR(t) by the contract), `months_to_renewal` (saas),
+  `open_expansion_opportunity`;
+- `p_churn_monthly`, `p_expand_monthly`: the probabilities drawn from in
+  month t's month (churn; expansion = an open opportunity won);
+- `p_churn_true`, `p_expand_true`: the probability, given the hidden state at
+  t, of the contract labels over the 90 days after t (churn: ARR(t+90d) = 0,
+  orders: no positive order in (t, t+90d]; upsell: ARR(t+90d) >= 1.1 ARR(t),
+  orders: revenue in (t, t+90d] >= 1.1 x revenue in (t-90d, t]). Month t is
+  exact; later months integrate the health forecast month by month. For
+  orders, `p_expand_true` approximates the window's revenue by a log-normal
+  with matching moments. Both are calibrated against the realised labels
+  (see tests/unit/test_synthetic.py);
+- `churned_90d`, `expanded_90d`: the realised labels (missing when the 90-day
+  window runs past the data).
+
 Everything is vectorised over accounts; the only Python loop runs over months.
 The same seed gives identical frames.
 """

@@ -124,6 +124,8 @@ def test_written_sources_load_identically_and_validate_clean(
     assert document["name"] == portfolio.settings.portfolio_name
     assert document["tables"] == {name: {"path": f"{name}.parquet"} for name in portfolio.tables}
     assert (tmp_path / "ground_truth.parquet").exists()
+    written_settings = (tmp_path / "settings.json").read_text()
+    assert GeneratorSettings.model_validate_json(written_settings) == portfolio.settings
 
     report = validate_sources(sources)
     assert report.ok, report.errors
