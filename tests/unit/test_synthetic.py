@@ -446,3 +446,20 @@ def test_generate_command_writes_a_valid_portfolio(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["generate", "--accounts", "0", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1
     assert "accounts" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("kind", ["saas", "orders"])
+def test_ground_truth_agrees_with_the_product_labels(
+    kind: str, saas: SyntheticPortfolio, orders: SyntheticPortfolio
+) -> None:
+    """Same active accounts and same churn/upsell labels as features.labels.build_labels."""
+    from features.labels import build_labels
+
+    portfolio = saas if kind == "saas" else orders
+    month = "2024-06-01"
+    labels = build_labels(portfolio.tables, month).set_index("account_id").sort_index()
+    truth = portfolio.ground_truth
+    truth = truth[truth["month"] == pd.Timestamp(month)].set_index("account_id").sort_index()
+    assert list(labels.index) == list(truth.index)
+    assert (labels["churn"] == truth["churned_90d"].astype(int)).all()
+    assert (labels["upsell"] == truth["expanded_90d"].astype(int)).all()
