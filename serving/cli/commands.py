@@ -3,4 +3,5 @@
 from serving.cli import (
     data_commands,  # noqa: F401
     generate_commands,  # noqa: F401
+    train_commands,  # noqa: F401
 )
