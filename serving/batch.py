@@ -1,0 +1,678 @@
+"""The nightly batch job: score the whole portfolio and publish a run folder.
+
+`run_nightly_job` is the composition: every step below is a plain function
+(frames in, frames out) and the data's path reads top to bottom:
+
+    load + validate sources -> as-of date -> champions -> features at as-of
+    -> split scorable / rejected -> score (in chunks) -> enrich
+    -> portfolio summary (movers vs the previous run) -> drift -> outcomes
+    -> write the run folder atomically
+
+Outputs (see docs/operations.md): `scores.parquet`, `rejected.parquet`,
+`features.parquet`, `portfolio.json`, `report.html`, `manifest.json`.
+Everything but `manifest.json["timings"]` is a deterministic function of the
+inputs and the champion models: a rerun gives byte-identical files.
+
+`scores.parquet` stores `reasons` as a list of structs, one per reason:
+`{model, rank, feature, value, contribution, text}` (`model` is "churn" or
+"upsell", `contribution` the signed log-odds contribution, `value` the
+feature's value as text). pandas reads it as an array of dicts per row and
+DuckDB as `STRUCT(...)[]` (`SELECT r.* FROM scores, UNNEST(reasons) t(r)`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.build import (
+    DataPeriod,
+    FeatureError,
+    arr_at,
+    build_account_features,
+    check_as_of,
+    data_period,
+)
+from features.contract import Tables
+from features.labels import build_labels
+from features.sources import LoadedSources, SourcesError, load_sources
+from serving.drift import DriftSettings, drift_alerts, drift_summary, model_drift
+from serving.outcomes import elapsed_run, realised_vs_predicted
+from serving.portfolio import build_portfolio_summary, enrich_scores
+from serving.publish import staged_run_folder, write_json, write_parquet
+from serving.report import ReportInput, render_report
+from serving.runs import MANIFEST_FILE, RunInfo, default_runs_root, list_runs, previous_run
+from serving.scoring import score_accounts
+from serving.settings import PortfolioSettings
+from training.registry import Champion, ChampionNotFound, load_champion
+
+logger = logging.getLogger(__name__)
+
+ENGINES: tuple[str, ...] = ("local",)
+
+# progress(stage, completed, total): total None while unknown
+ProgressCallback = Callable[[str, int, int | None], None]
+
+REJECTED_COLUMNS: tuple[str, ...] = ("account_id", "as_of", "reason", "detail")
+
+# scores.parquet: DESIGN.md's columns first, in this order, then the rest.
+SCORE_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "as_of",
+    "p_churn",
+    "p_upsell",
+    "arr",
+    "expected_arr_at_risk",
+    "expected_expansion",
+    "priority",
+    "tier",
+    "reasons",
+    "churn_model_version",
+    "upsell_model_version",
+)
+
+# What the portfolio layer reads from an account besides its scores: column -> feature.
+ENRICHMENT_FEATURES: dict[str, str] = {
+    "days_to_renewal": "days_to_renewal",
+    "open_expansion_pipeline": "pipeline_expansion_amount",
+    "employees": "employees",
+}
+
+ACCOUNT_ATTRIBUTES: tuple[str, ...] = (
+    "name",
+    "parent_account_id",
+    "segment",
+    "industry",
+    "region",
+    "owner_id",
+    "is_target",
+)
+
+
+class NightlyJobError(Exception):
+    """The job could not run; the message says why. Nothing was published."""
+
+    exit_code = 1
+
+
+class JobInputError(NightlyJobError):
+    """The input is unusable (sources, tables, as-of date): fix the input and rerun."""
+
+    exit_code = 2
+
+
+class NightlyJobSettings(BaseModel):
+    """Parameters of the nightly job, with defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
+    reasons_per_model: int = Field(3, ge=0, le=20, description="Top reasons kept per model")
+    chunk_rows: int = Field(
+        100_000, gt=0, description="Accounts scored per chunk (bounds memory for reasons)"
+    )
+    psi_alert: float = Field(0.2, gt=0, description="Drift alert when PSI > this")
+    report_top_accounts: int = Field(15, gt=0, description="Rows in the report's top tables")
+    report_matrix_points: int = Field(
+        1500, gt=0, description="Accounts drawn in the priority matrix (highest priority first)"
+    )
+
+    @property
+    def drift(self) -> DriftSettings:
+        return DriftSettings(psi_alert=self.psi_alert)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a nightly run produced; `paths` maps each output to its file."""
+
+    out_dir: Path
+    as_of: pd.Timestamp
+    active: int
+    scored: int
+    rejected: int
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self.summary.get("alerts", []))
+
+
+# --------------------------------------------------------------------------- stage timing
+
+
+class StageTimer:
+    """Wall-clock seconds per named stage, in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started_at = time.time()
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(time.perf_counter() - started, 4)
+            logger.info("stage %s took %.2fs", stage, self.seconds[stage])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": pd.Timestamp(self.started_at, unit="s").isoformat(timespec="seconds"),
+            "total_seconds": round(sum(self.seconds.values()), 4),
+            "stages_seconds": dict(self.seconds),
+        }
+
+
+def _no_progress(stage: str, completed: int, total: int | None) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- steps: input
+
+
+def load_valid_sources(sources_path: Path) -> LoadedSources:
+    """Load and validate the sources; any error becomes a JobInputError listing the issues."""
+    try:
+        loaded = load_sources(sources_path)
+    except SourcesError as error:
+        raise JobInputError(f"cannot load {sources_path}:\n{error}") from None
+    if not loaded.report.ok:
+        lines = [
+            f"- {issue.table or '-'}.{issue.column or '-'} [{issue.rule}] {issue.message}"
+            + (f" e.g. {issue.examples[0]}" if issue.examples else "")
+            for issue in loaded.report.errors
+        ]
+        raise JobInputError(
+            f"{sources_path} is not usable ({len(lines)} error(s); "
+            f"`portfolio validate --sources {sources_path}` shows the full report):\n"
+            + "\n".join(lines)
+        )
+    return loaded
+
+
+def resolve_as_of(period: DataPeriod, as_of: str | pd.Timestamp | None) -> pd.Timestamp:
+    """The as-of date: the one given (checked against the data) or the last date in the data."""
+    try:
+        return check_as_of(period, period.last_day if as_of is None else as_of)
+    except FeatureError as error:
+        raise JobInputError(str(error)) from None
+
+
+def account_attributes(accounts: pd.DataFrame) -> pd.DataFrame:
+    """The CRM attributes the scores carry: account_id plus name, parent, segment, etc."""
+    columns = ["account_id", *[c for c in ACCOUNT_ATTRIBUTES if c in accounts.columns]]
+    return accounts[columns].drop_duplicates("account_id").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- steps: scoring
+
+
+def split_scorable(
+    features: pd.DataFrame, feature_names: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Separate the feature rows that can be scored from those that cannot, with the reason.
+
+    A row is rejected when its account id is missing or repeated, when its ARR
+    is not a finite positive number, or when a numeric feature the models read
+    is infinite (e.g. an overflowing sum). Missing feature values are fine:
+    the models treat them as missing.
+    """
+    reasons = pd.Series(pd.NA, index=features.index, dtype="string")
+    details = pd.Series(pd.NA, index=features.index, dtype="string")
+
+    def reject(mask: pd.Series, reason: str, detail: pd.Series | str) -> None:
+        new = mask & reasons.isna()
+        reasons[new] = reason
+        details[new] = detail[new] if isinstance(detail, pd.Series) else detail
+
+    ids = features["account_id"]
+    reject(ids.isna(), "missing_account_id", "the feature row has no account_id")
+    reject(
+        ids.duplicated(keep=False) & ids.notna(),
+        "duplicate_account_id",
+        "the account has more than one feature row at this date",
+    )
+    arr = features["arr"].astype("float64")
+    reject(
+        ~np.isfinite(arr.to_numpy()) | (arr <= 0).to_numpy(),
+        "invalid_arr",
+        "arr = " + arr.astype("string").fillna("missing") + " (ARR must be a finite number > 0)",
+    )
+    numeric = [
+        name
+        for name in feature_names
+        if name in features.columns and pd.api.types.is_numeric_dtype(features[name].dtype)
+    ]
+    if numeric:
+        values = features[numeric].to_numpy(dtype="float64", na_value=np.nan)
+        infinite = np.isinf(values)
+        rows = infinite.any(axis=1)
+        if rows.any():
+            columns = np.array(numeric, dtype=object)
+            text = pd.Series(
+                ["infinite value in " + ", ".join(columns[flags][:5]) for flags in infinite[rows]],
+                index=features.index[rows],
+                dtype="string",
+            ).reindex(features.index)
+            reject(pd.Series(rows, index=features.index), "infinite_feature_value", text)
+
+    rejected_mask = reasons.notna()
+    rejected = pd.DataFrame(
+        {
+            "account_id": ids[rejected_mask].astype("string"),
+            "as_of": features.loc[rejected_mask, "as_of"],
+            "reason": reasons[rejected_mask],
+            "detail": details[rejected_mask],
+        }
+    )
+    return features[~rejected_mask], rejected
+
+
+def chunk_bounds(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges of at most `chunk_rows` rows covering `n_rows`."""
+    return [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
+
+
+def score_in_chunks(
+    features: pd.DataFrame,
+    churn: Champion,
+    upsell: Champion,
+    top_k: int,
+    chunk_rows: int,
+    progress: ProgressCallback = _no_progress,
+) -> pd.DataFrame:
+    """Score `features` with both champions, `chunk_rows` accounts at a time.
+
+    Each chunk goes through `serving.scoring.score_accounts` (the same
+    function the service calls), so memory stays bounded by the chunk size
+    however large the portfolio is; a Spark engine can run this function per
+    partition. The result is in the order of `features`.
+    """
+    bounds = chunk_bounds(len(features), chunk_rows)
+    progress("score", 0, len(features))
+    parts: list[pd.DataFrame] = []
+    for start, stop in bounds:
+        parts.append(score_accounts(features.iloc[start:stop], churn, upsell, top_k=top_k))
+        progress("score", stop, len(features))
+    if not parts:
+        return score_accounts(features, churn, upsell, top_k=top_k)
+    return pd.concat(parts, ignore_index=True)
+
+
+def load_champions() -> tuple[Champion, Champion]:
+    """The `churn` and `upsell` champions; NightlyJobError naming the one that is missing."""
+    champions = []
+    for target in ("churn", "upsell"):
+        try:
+            champions.append(load_champion(target))
+        except ChampionNotFound as error:
+            raise NightlyJobError(
+                f"no champion model registered for {target!r}: {error}. Train one with "
+                f"`portfolio train --sources FILE --target {target}` or set the alias with "
+                f"`portfolio promote --target {target} --version V`"
+            ) from None
+    return champions[0], champions[1]
+
+
+def model_features(*champions: Champion) -> list[str]:
+    """The feature columns the champions read (union, in first-seen order)."""
+    names: list[str] = []
+    for champion in champions:
+        names += [n for n in champion.model.feature_names_ if n not in names]
+    return names
+
+
+def with_account_attributes(scores: pd.DataFrame, attributes: pd.DataFrame) -> pd.DataFrame:
+    """`scores` with the CRM attributes it does not already have (joined on account_id)."""
+    extra = ["account_id", *[c for c in attributes.columns if c not in scores.columns]]
+    return scores.merge(attributes[extra], on="account_id", how="left", validate="one_to_one")
+
+
+def with_enrichment_features(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """`scores` with the features the portfolio layer reads (renewal timing, expansion
+    pipeline, employees; see ENRICHMENT_FEATURES), for the features that exist."""
+    present = {
+        column: feature
+        for column, feature in ENRICHMENT_FEATURES.items()
+        if feature in features.columns and column not in scores.columns
+    }
+    if not present:
+        return scores
+    context = features[["account_id", *present.values()]].rename(
+        columns={feature: column for column, feature in present.items()}
+    )
+    context = context.astype({"account_id": scores["account_id"].dtype})
+    return scores.merge(context, on="account_id", how="left", validate="one_to_one")
+
+
+def arr_history(tables: Tables, as_of: pd.Timestamp, days: int = 365) -> pd.DataFrame:
+    """account_id, arr_start (ARR `days` before as_of), arr_end (ARR at as_of): for NRR."""
+    start = pd.Timestamp(as_of) - pd.Timedelta(days=days)
+    arr = arr_at(tables, [start, pd.Timestamp(as_of)])
+    wide = arr.pivot_table(index="account_id", columns="as_of", values="arr", aggfunc="sum")
+    wide = wide.reindex(columns=[start, pd.Timestamp(as_of)]).fillna(0.0)
+    wide.columns = ["arr_start", "arr_end"]
+    return wide.reset_index().sort_values("account_id", kind="stable").reset_index(drop=True)
+
+
+def features_for_output(features: pd.DataFrame) -> pd.DataFrame:
+    """The scored feature snapshot as `features.parquet` stores it (sorted by account_id)."""
+    return features.sort_values("account_id", kind="stable").reset_index(drop=True)
+
+
+def read_previous_features(run: RunInfo | None) -> pd.DataFrame | None:
+    """The feature snapshot of an earlier run (None when there is none or it cannot be read)."""
+    if run is None:
+        return None
+    try:
+        return pd.read_parquet(run.path / "features.parquet")
+    except (OSError, ValueError) as error:
+        logger.warning("cannot read the previous run's features in %s: %s", run.path, error)
+        return None
+
+
+def read_previous_scores(run: RunInfo | None) -> pd.DataFrame | None:
+    """The scores of an earlier run (None when there is none or its scores cannot be read)."""
+    if run is None:
+        return None
+    try:
+        return pd.read_parquet(run.path / "scores.parquet")
+    except (OSError, ValueError) as error:
+        logger.warning("cannot read the previous run's scores in %s: %s", run.path, error)
+        return None
+
+
+# --------------------------------------------------------------------------- steps: monitoring
+
+
+def drift_of_run(
+    features: pd.DataFrame,
+    scores: pd.DataFrame,
+    churn: Champion,
+    upsell: Champion,
+    settings: DriftSettings,
+) -> pd.DataFrame:
+    """PSI per feature and for the scores of both champions (rows of `serving.drift.model_drift`)."""
+    ordered = features.set_index("account_id").loc[scores["account_id"]].reset_index()
+    return pd.concat(
+        [
+            model_drift("churn", churn.model, ordered, scores["p_churn"].to_numpy(), settings),
+            model_drift("upsell", upsell.model, ordered, scores["p_upsell"].to_numpy(), settings),
+        ],
+        ignore_index=True,
+    )
+
+
+def outcomes_of_earlier_run(
+    tables: Tables,
+    period: DataPeriod,
+    runs: list[RunInfo],
+    as_of: pd.Timestamp,
+    default_horizon_days: int,
+) -> dict[str, Any] | None:
+    """Realised vs predicted for the latest earlier run whose horizon has elapsed in the data."""
+    run = elapsed_run(runs, period.last_day, default_horizon_days, before=as_of)
+    if run is None:
+        return None
+    horizon = run.horizon_days or default_horizon_days
+    scores = read_previous_scores(run)
+    if scores is None:
+        return None
+    labels = build_labels(tables, run.as_of, horizon_days=horizon)
+    result = realised_vs_predicted(scores, labels)
+    return {"run": run.path.name, "as_of": run.as_of, "horizon_days": horizon, **result}
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def scores_for_output(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores as `scores.parquet` stores them: sorted by account_id, contract columns first."""
+    first = [c for c in SCORE_COLUMNS if c in scores.columns]
+    rest = [c for c in scores.columns if c not in first]
+    return scores[first + rest].sort_values("account_id", kind="stable").reset_index(drop=True)
+
+
+def rejected_for_output(rejected: pd.DataFrame) -> pd.DataFrame:
+    """The rejected accounts sorted by account_id and reason, with the documented dtypes."""
+    frame = rejected.astype(
+        {"account_id": "string", "as_of": "datetime64[ns]", "reason": "string", "detail": "string"}
+    )
+    return frame.sort_values(["account_id", "reason"], kind="stable").reset_index(drop=True)
+
+
+def build_manifest(
+    loaded: LoadedSources,
+    as_of: pd.Timestamp,
+    churn: Champion,
+    upsell: Champion,
+    horizon_days: int,
+    counts: dict[str, Any],
+    engine: str,
+    previous: RunInfo | None,
+) -> dict[str, Any]:
+    """What the run was made from and how many rows each stage kept (no clock readings)."""
+    return {
+        "as_of": as_of,
+        "horizon_days": horizon_days,
+        "portfolio": loaded.name,
+        "sources": str(loaded.path),
+        "engine": engine,
+        "input_fingerprints": dict(sorted(loaded.fingerprints.items())),
+        "models": {
+            target: {
+                "name": champion.name,
+                "version": str(champion.version),
+                "run_id": champion.run_id,
+                "features": len(champion.model.feature_names_),
+            }
+            for target, champion in (("churn", churn), ("upsell", upsell))
+        },
+        "previous_run": previous.path.name if previous is not None else None,
+        "row_counts": counts,
+        "data_quality": {
+            "tables": [load.to_dict() for load in loaded.report.tables],
+            "warnings": [
+                {k: v for k, v in issue.to_dict().items() if k != "examples"}
+                for issue in loaded.report.warnings
+            ],
+        },
+    }
+
+
+def write_run_files(
+    folder: Path,
+    scores: pd.DataFrame,
+    rejected: pd.DataFrame,
+    features: pd.DataFrame,
+    summary: dict[str, Any],
+    report_html: str,
+) -> dict[str, Path]:
+    """Write the data files of a run into `folder`; returns name -> path (manifest apart)."""
+    paths = {
+        "scores": folder / "scores.parquet",
+        "rejected": folder / "rejected.parquet",
+        "features": folder / "features.parquet",
+        "portfolio": folder / "portfolio.json",
+        "report": folder / "report.html",
+    }
+    write_parquet(scores, paths["scores"])
+    write_parquet(rejected, paths["rejected"])
+    write_parquet(features, paths["features"])
+    write_json(summary, paths["portfolio"])
+    paths["report"].write_text(report_html, encoding="utf-8")
+    return paths
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def run_nightly_job(
+    sources_path: str | Path,
+    as_of: str | pd.Timestamp | None = None,
+    out_dir: str | Path | None = None,
+    settings: NightlyJobSettings | None = None,
+    engine: str = "local",
+    spark_master: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> JobResult:
+    """Score every account active at `as_of` and publish the run folder `out_dir` atomically.
+
+    Raises JobInputError (unusable input) or NightlyJobError (e.g. no
+    champion); in both cases nothing is published and an earlier output of
+    `out_dir` is left as it was.
+    """
+    settings = settings or NightlyJobSettings()
+    progress = progress or _no_progress
+    if engine not in ENGINES:
+        raise JobInputError(
+            f"engine {engine!r} is not available in this build; engines: {', '.join(ENGINES)}"
+        )
+    timer = StageTimer()
+
+    with timer("load"):
+        progress("load", 0, 1)
+        loaded = load_valid_sources(Path(sources_path))
+        try:
+            period = data_period(loaded.tables)
+        except FeatureError as error:
+            raise JobInputError(str(error)) from None
+        day = resolve_as_of(period, as_of)
+        progress("load", 1, 1)
+    out = Path(out_dir) if out_dir is not None else default_runs_root() / day.date().isoformat()
+    out = out.absolute()
+
+    with timer("models"):
+        churn, upsell = load_champions()
+        horizon_days = int(
+            churn.metadata.get("horizon_days", settings.portfolio.metrics.horizon_days)
+        )
+
+    with timer("features"):
+        progress("features", 0, 1)
+        try:
+            features = build_account_features(loaded.tables, day)
+        except FeatureError as error:
+            raise JobInputError(str(error)) from None
+        features = features.sort_values("account_id", kind="stable").reset_index(drop=True)
+        progress("features", 1, 1)
+
+    with timer("score"):
+        scorable, rejected = split_scorable(features, model_features(churn, upsell))
+        scored = score_in_chunks(
+            scorable, churn, upsell, settings.reasons_per_model, settings.chunk_rows, progress
+        )
+
+    with timer("portfolio"):
+        progress("portfolio", 0, 1)
+        accounts = loaded.tables["accounts"]
+        scored = with_account_attributes(scored, account_attributes(accounts))
+        scored = with_enrichment_features(scored, scorable)
+        enriched = enrich_scores(scored, settings.portfolio)
+        previous = previous_run(out.parent, day, exclude=out)
+        previous_scores = read_previous_scores(previous)
+        summary = build_portfolio_summary(
+            enriched,
+            accounts,
+            arr_history(loaded.tables, day),
+            loaded.tables.get("opportunities"),
+            loaded.tables.get("account_managers"),
+            day,
+            settings.portfolio,
+            previous_scores=previous_scores,
+            current_features=scorable if previous_scores is not None else None,
+            previous_features=read_previous_features(previous),
+        )
+        progress("portfolio", 1, 1)
+
+    with timer("monitoring"):
+        progress("monitoring", 0, 2)
+        drift = drift_of_run(scorable, enriched, churn, upsell, settings.drift)
+        progress("monitoring", 1, 2)
+        outcomes = outcomes_of_earlier_run(
+            loaded.tables, period, list_runs(out.parent), day, horizon_days
+        )
+        progress("monitoring", 2, 2)
+    summary = {
+        **summary,
+        "alerts": [*summary.get("alerts", []), *drift_alerts(drift, settings.drift)],
+        "drift": drift_summary(drift, settings.drift),
+        "outcomes": outcomes,
+    }
+
+    counts = {
+        "active_accounts": len(features),
+        "scored": len(enriched),
+        "rejected": len(rejected),
+        "rejected_by_reason": rejected["reason"].value_counts().sort_index().to_dict(),
+    }
+    if counts["scored"] + counts["rejected"] != counts["active_accounts"]:
+        raise NightlyJobError(
+            f"{counts['active_accounts']} active accounts but {counts['scored']} scored and "
+            f"{counts['rejected']} rejected: the job lost accounts"
+        )
+    manifest = build_manifest(loaded, day, churn, upsell, horizon_days, counts, engine, previous)
+    scores_out = scores_for_output(enriched)
+    rejected_out = rejected_for_output(rejected)
+
+    with timer("report"):
+        progress("report", 0, 1)
+        report_html = render_report(
+            ReportInput(
+                summary=summary,
+                scores=scores_out,
+                run={
+                    "name": loaded.name,
+                    "as_of": day.date().isoformat(),
+                    "scored": len(scores_out),
+                    "rejected": len(rejected_out),
+                    "churn_model": f"{churn.name} v{churn.version}",
+                    "upsell_model": f"{upsell.name} v{upsell.version}",
+                    "horizon_days": horizon_days,
+                    "sources": str(loaded.path),
+                },
+                drift=drift,
+                psi_alert=settings.psi_alert,
+                outcomes=outcomes,
+                data_tables=[load.to_dict() for load in loaded.report.tables],
+                rejected=rejected_out,
+                top_accounts=settings.report_top_accounts,
+                matrix_points=settings.report_matrix_points,
+                high_risk_p_churn=settings.portfolio.segmentation.high_risk_p_churn,
+            )
+        )
+        progress("report", 1, 1)
+
+    with timer("write"), staged_run_folder(out) as staged:
+        progress("write", 0, 1)
+        staged_paths = write_run_files(
+            staged, scores_out, rejected_out, features_for_output(scorable), summary, report_html
+        )
+        manifest = {**manifest, "timings": timer.as_dict()}
+        write_json(manifest, staged / MANIFEST_FILE)
+        progress("write", 1, 1)
+    paths = {name: out / path.name for name, path in staged_paths.items()}
+    paths["manifest"] = out / MANIFEST_FILE
+    return JobResult(
+        out_dir=out,
+        as_of=day,
+        active=counts["active_accounts"],
+        scored=counts["scored"],
+        rejected=counts["rejected"],
+        summary=summary,
+        manifest=manifest,
+        paths=paths,
+    )
