@@ -220,8 +220,10 @@ def _solve_lp(program: _Program, upper: np.ndarray, with_capacities: bool) -> An
     return result
 
 
-def _slot_counts_exact(program: _Program, settings: AllocationSettings) -> tuple[np.ndarray, float]:
-    """k from the MILP with integer k; returns (k, the solver's dual bound)."""
+def _slot_counts_exact(
+    program: _Program, settings: AllocationSettings, time_limit: float
+) -> tuple[np.ndarray, float] | None:
+    """k from the MILP with integer k: (k, the solver's dual bound), None without a solution."""
     size = len(program.value)
     integrality = np.zeros(size)
     integrality[program.slots] = 1
@@ -233,13 +235,10 @@ def _slot_counts_exact(program: _Program, settings: AllocationSettings) -> tuple
         constraints=LinearConstraint(matrix, lower, upper),
         integrality=integrality,
         bounds=Bounds(np.zeros(size), program.upper),
-        options={
-            "mip_rel_gap": settings.mip_rel_gap,
-            "time_limit": settings.time_limit_seconds,
-        },
+        options={"mip_rel_gap": settings.mip_rel_gap, "time_limit": time_limit},
     )
     if result.x is None:
-        raise RuntimeError(f"allocation MILP found no solution: {result.message}")
+        return None
     bound = -float(result.mip_dual_bound) if result.mip_dual_bound is not None else np.inf
     return np.round(result.x[program.slots]), bound
 
@@ -377,8 +376,11 @@ def _improve(model: _Model, assigned: np.ndarray, settings: AllocationSettings) 
         settings,
     )
     program = _program(neighbourhood)
-    slot_counts, _ = _slot_counts_exact(program, settings)
+    solved = _slot_counts_exact(program, settings, settings.neighbourhood_time_limit_seconds)
+    if solved is None:
+        return assigned
     candidate = fixed
+    slot_counts = solved[0]
     candidate[reopened] = _assign(neighbourhood, program, slot_counts)
     return candidate if _objective(model, candidate) > _objective(model, assigned) else assigned
 
@@ -392,10 +394,17 @@ def _solve(model: _Model, settings: AllocationSettings) -> tuple[np.ndarray, str
     if np.all(np.abs(relaxed_k - np.round(relaxed_k)) <= _INTEGRAL):
         return _assign(model, program, np.round(relaxed_k)), "lp (integral)", bound
     if model.n <= settings.exact_max_accounts:
-        slot_counts, milp_bound = _slot_counts_exact(program, settings)
-        return _assign(model, program, slot_counts), "milp", min(bound, milp_bound)
-    rounded = _assign(model, program, np.floor(relaxed_k + _INTEGRAL))
-    return _improve(model, rounded, settings), "lp rounding + neighbourhood milp", bound
+        solved = _slot_counts_exact(program, settings, settings.time_limit_seconds)
+        if solved is not None:
+            slot_counts, milp_bound = solved
+            return _assign(model, program, slot_counts), "milp", min(bound, milp_bound)
+    assigned = _assign(model, program, np.floor(relaxed_k + _INTEGRAL))
+    for _ in range(settings.neighbourhood_rounds):
+        improved = _improve(model, assigned, settings)
+        if improved is assigned:
+            break
+        assigned = improved
+    return assigned, "lp rounding + neighbourhood milp", bound
 
 
 def _current_is_feasible(model: _Model) -> tuple[bool, list[int], int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from serving.portfolio_inputs import PortfolioInputError, group_labels
 from serving.settings import MetricSettings, PortfolioSettings, ValueSettings
@@ -55,48 +56,51 @@ def arr_lost_bands(
     Each account churns independently with probability p_churn and then loses its whole
     ARR. The distribution of the sum is simulated with `band_draws` Monte Carlo draws from
     a generator seeded with `band_seed`; accounts are ordered by account_id first so the
-    result does not depend on row order. Quantiles use the inverted CDF, so every reported
-    value is an amount the simulation produced. Returns frames indexed by group with one
-    column per quantile (p10, p50, p90).
+    result does not depend on row order. Group bands use the first `group_band_draws`
+    draws of the same simulation. Quantiles use the inverted CDF, so every reported value
+    is an amount the simulation produced. Returns frames indexed by group ("all" for the
+    overall band) with one column per quantile (p10, p50, p90).
     """
     names = [f"p{round(q * 100):d}" for q in settings.band_quantiles]
+    quantiles = list(settings.band_quantiles)
     order = np.argsort(scores["account_id"].astype(str).to_numpy(), kind="stable")
-    p = scores["p_churn"].to_numpy(dtype="float64")[order]
+    p = scores["p_churn"].to_numpy(dtype="float32")[order]
     arr = scores["arr"].to_numpy(dtype="float64")[order]
     n = len(p)
-    groupings: dict[str | None, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    one_hot: dict[str, tuple[sp.csr_matrix, list[str]]] = {}
     for dimension in dimensions:
         labels = group_labels(scores[dimension], settings.unknown_label).to_numpy()[order]
         uniques, codes = np.unique(labels.astype(str), return_inverse=True)
-        by_group = np.argsort(codes, kind="stable")
-        starts = np.searchsorted(codes[by_group], np.arange(len(uniques)))
-        groupings[dimension] = (by_group, starts, list(uniques))
+        matrix = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(uniques), n))
+        one_hot[dimension] = (matrix, [str(u) for u in uniques])
+    group_draws = min(settings.group_band_draws, settings.band_draws)
     totals: list[np.ndarray] = []
     grouped: dict[str, list[np.ndarray]] = {d: [] for d in dimensions}
     if n:
         rng = np.random.default_rng(settings.band_seed)
         chunk = max(1, _BAND_CELLS_PER_CHUNK // n)
-        remaining = settings.band_draws
-        while remaining > 0:
-            rows = min(chunk, remaining)
-            remaining -= rows
-            lost = np.where(rng.random((rows, n)) < p, arr, 0.0)
+        done = 0
+        while done < settings.band_draws:
+            rows = min(chunk, settings.band_draws - done)
+            lost = np.where(rng.random((rows, n), dtype=np.float32) < p, arr, 0.0)
             totals.append(lost.sum(axis=1))
-            for dimension, (by_group, starts, _) in groupings.items():
-                grouped[dimension].append(np.add.reduceat(lost[:, by_group], starts, axis=1))
+            keep = min(rows, max(0, group_draws - done))
+            if keep:
+                for dimension, (matrix, _) in one_hot.items():
+                    grouped[dimension].append((matrix @ lost[:keep].T).T)
+            done += rows
     draws = np.concatenate(totals) if totals else np.zeros(1)
-    quantiles = list(settings.band_quantiles)
     result: dict[str | None, pd.DataFrame] = {
         None: pd.DataFrame(
             [np.quantile(draws, quantiles, method="inverted_cdf")], columns=names, index=["all"]
         )
     }
-    for dimension, (_, _, uniques) in groupings.items():
-        matrix = np.concatenate(grouped[dimension]) if grouped[dimension] else np.zeros((1, 0))
+    for dimension, (_, uniques) in one_hot.items():
+        parts = grouped[dimension]
         values = (
-            np.quantile(matrix, quantiles, axis=0, method="inverted_cdf").T
-            if matrix.shape[1]
-            else np.zeros((0, len(names)))
+            np.quantile(np.concatenate(parts), quantiles, axis=0, method="inverted_cdf").T
+            if parts and uniques
+            else np.zeros((len(uniques), len(names)))
         )
         result[dimension] = pd.DataFrame(values, columns=names, index=pd.Index(uniques))
     return result
@@ -220,12 +224,16 @@ def coverage_by_segment(
     status["active_target"] = status["target"] & status["active"]
     counts = status.groupby("segment")[["target", "active", "active_target"]].sum().astype(int)
     counts.columns = columns[:3]
-    counts["coverage"] = [
-        _rounded(hit / target) if target > 0 else None
-        for hit, target in zip(
-            counts["active_target_accounts"], counts["target_accounts"], strict=True
-        )
-    ]
+    counts["coverage"] = pd.Series(
+        [
+            _rounded(hit / target) if target > 0 else None
+            for hit, target in zip(
+                counts["active_target_accounts"], counts["target_accounts"], strict=True
+            )
+        ],
+        index=counts.index,
+        dtype=object,
+    )
     return counts.sort_index()
 
 

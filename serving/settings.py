@@ -38,7 +38,13 @@ class MetricSettings(_Settings):
 
     horizon_days: int = Field(90, gt=0, description="Horizon of p_churn / p_upsell in days")
     band_draws: int = Field(
-        20_000, gt=0, description="Monte Carlo draws for the distribution of ARR lost"
+        10_000, gt=0, description="Monte Carlo draws for the distribution of ARR lost"
+    )
+    group_band_draws: int = Field(
+        2_000,
+        gt=0,
+        description="Draws (the first of the same simulation) for the band of each "
+        "segment / industry / region / owner",
     )
     band_seed: int = Field(20_240_601, description="Seed of the Monte Carlo draws (deterministic)")
     band_quantiles: tuple[float, float, float] = Field(
@@ -221,7 +227,7 @@ class AllocationSettings(_Settings):
         "0 forbids the pair (junior people never own strategic accounts by default)",
     )
     hours_per_account: dict[str, float] = Field(
-        default_factory=lambda: {"strategic": 12.0, "high-touch": 4.0, "tech-touch": 0.5},
+        default_factory=lambda: {"strategic": 8.0, "high-touch": 3.0, "tech-touch": 0.5},
         description="Monthly hours an account of each tier takes (for capacity_hours)",
     )
     continuity_share: float = Field(
@@ -234,12 +240,24 @@ class AllocationSettings(_Settings):
         0.0, ge=0, description="...and more than this absolute value"
     )
     exact_max_accounts: int = Field(
-        2_000,
+        500,
         ge=0,
         description="Up to this many accounts the MILP solves the integer counts exactly "
         "(within mip_rel_gap); above it, LP rounding (deterministic, gap reported)",
     )
+    neighbourhood_rounds: int = Field(
+        1,
+        ge=0,
+        description="Above exact_max_accounts: rounds of exact re-optimisation around the "
+        "rounded LP solution (each keeps its result only when it is better)",
+    )
     time_limit_seconds: float = Field(60.0, gt=0, description="Time limit of the exact MILP")
+    neighbourhood_time_limit_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Time limit of each neighbourhood MILP (on expiry its best solution is "
+        "used when it improves, else the rounded one)",
+    )
     mip_rel_gap: float = Field(1e-4, ge=0, description="Relative optimality gap of the solver")
     moves_reported: int = Field(25, ge=0, description="Largest moves listed in the summary")
 
