@@ -186,15 +186,25 @@ def included_features(columns: Mapping[str, Iterable[str]]) -> list[FeatureSpec]
     return specs
 
 
-def compile_feature_sql(columns: Mapping[str, Iterable[str]], as_of: AsOf) -> str:
+def compile_feature_sql(
+    columns: Mapping[str, Iterable[str]],
+    as_of: AsOf,
+    unknown: Mapping[str, Iterable[str]] | None = None,
+) -> str:
     """The query computing every included feature at `as_of` (DuckDB SQL).
 
-    `columns` maps each given contract table to its given columns. The query reads views named after the contract tables holding
-    every contract column, and returns `account_id`, `as_of` and the features
-    of `included_features(columns)`, one row per active account, by account_id.
+    `columns` maps each given contract table to its given columns; `unknown`
+    maps tables to the optional columns without any value in the rows known
+    at `as_of` (`unknown_columns`): the features that need them are missing
+    rather than computed from nothing (no open tickets because no ticket has
+    a close date). The query reads views named after the contract tables
+    holding every contract column, and returns `account_id`, `as_of` and the
+    features of `included_features(columns)`, one row per active account,
+    ordered by account_id.
     """
     day = as_of_day(as_of)
     specs = included_features(columns)
+    unknown = {table: set(names) for table, names in (unknown or {}).items()}
     families = [q for q in family_queries(columns) if any(s.family == q.family for s in specs)]
     ctes: list[str] = []
     for query in families:
@@ -214,7 +224,10 @@ def compile_feature_sql(columns: Mapping[str, Iterable[str]], as_of: AsOf) -> st
             )
     for query in families:
         outputs = ", ".join(
-            f"{_output_sql(spec)} AS {spec.name}" for spec in specs if spec.family == query.family
+            f"{_output_sql(spec, bool(set(spec.requires) & unknown.get(query.source, set())))} "
+            f"AS {spec.name}"
+            for spec in specs
+            if spec.family == query.family
         )
         joins = " ".join(
             f"LEFT JOIN {_block_name(query, block.name)} USING (account_id)"
@@ -238,7 +251,9 @@ def _block_name(query: FamilyQuery, block: str) -> str:
     return f"block_{query.family}_{block}"
 
 
-def _output_sql(spec: FeatureSpec) -> str:
+def _output_sql(spec: FeatureSpec, unknown: bool = False) -> str:
+    if unknown:
+        return f"CAST(NULL AS {'VARCHAR' if spec.kind == 'categorical' else 'DOUBLE'})"
     if spec.kind == "categorical":
         return f"CAST({spec.sql} AS VARCHAR)"
     value = f"CAST({spec.sql} AS DOUBLE)"
@@ -289,10 +304,35 @@ class FeatureSession:
     def account_features(self, as_of: AsOf) -> pd.DataFrame:
         """Features at `as_of` (see `build_account_features`)."""
         day = check_as_of(self.period, as_of)
-        frame = self.query(compile_feature_sql(self.columns, day))
+        frame = self.query(compile_feature_sql(self.columns, day, self.unknown_columns(day)))
         frame = to_feature_dtypes(frame, self.features)
         self._warn_missing_accounts(frame, day)
         return frame
+
+    def unknown_columns(self, as_of: AsOf) -> dict[str, set[str]]:
+        """Per dated table, the optional columns features need that no row known at `as_of` fills."""
+        day = as_of_day(as_of)
+        needed: dict[str, set[str]] = {}
+        for spec in self.features:
+            if spec.requires and spec.source in self.tables:
+                needed.setdefault(spec.source, set()).update(spec.requires)
+        unknown: dict[str, set[str]] = {}
+        for table, names in needed.items():
+            event = CONTRACT[table].event_date
+            if event is None:
+                continue  # accounts: empty columns count as not given (available_columns)
+            ordered = sorted(names)
+            counts = self._con.sql(
+                fill_dates(
+                    f"SELECT {', '.join(f'count({name})' for name in ordered)} "
+                    f"FROM {quote_identifier(table)} WHERE {event} < {{cutoff}}",
+                    day,
+                )
+            ).fetchall()[0]
+            unknown[table] = {
+                name for name, count in zip(ordered, counts, strict=True) if not count
+            }
+        return unknown
 
     def arr(self, as_of: AsOf) -> pd.DataFrame:
         """account_id, as_of, arr of the accounts with ARR > 0 at `as_of`."""
@@ -414,10 +454,18 @@ def available_columns(tables: Tables) -> dict[str, set[str]]:
     set that depended on the rows would change when later rows arrive, and a
     model would not find at scoring time the columns it was trained on. An
     optional column that is given but empty (the loader adds every contract
-    column) yields a feature that is missing for every account.
+    column) yields a feature that is missing for every account. The accounts
+    table is the exception: it is the CRM's current state, not dated rows, and
+    an empty column there (e.g. accounts derived from the revenue table's ids)
+    counts as not given.
     """
     return {
-        name: {column.name for column in CONTRACT[name].columns if column.name in frame.columns}
+        name: {
+            column.name
+            for column in CONTRACT[name].columns
+            if column.name in frame.columns
+            and (CONTRACT[name].event_date is not None or frame[column.name].notna().any())
+        }
         for name, frame in tables.items()
     }
 

@@ -58,7 +58,8 @@ class FeatureSpec:
     template: str
     # SQL over the aggregates of the family's blocks (and `{as_of}` / `{cutoff}`).
     sql: str = field(repr=False, default="")
-    # Optional source columns it needs: a table without one of them -> the feature is left out.
+    # Optional source columns it needs: a table without one of them -> the feature is left
+    # out; a column without any value in the rows known at the as-of date -> it is missing.
     requires: tuple[str, ...] = ()
     # The value for an active account without rows in the source (counts: 0); None -> missing.
     fill_value: float | None = None
@@ -457,7 +458,6 @@ ORDER_FEATURES = [
         "Buys {value:.0f} product lines",
         "product_lines",
         requires=("product_line",),
-        fill_value=0.0,
     ),
     FeatureSpec(
         "margin_rate_365d",

@@ -470,6 +470,30 @@ def test_nulls_in_optional_columns_do_not_crash() -> None:
     assert a["support_tickets_30d"] == 1.0
     assert a["days_since_last_activity"] == 28.0
     assert math.isnan(a["seat_utilisation_28d"])  # the columns are given, but empty
+    # no ticket known at T has a close date: open tickets are unknown, not "all of them"
+    assert math.isnan(a["support_open_tickets"])
+    assert math.isnan(a["support_high_priority_share_90d"])
+
+
+def test_features_needing_a_column_nobody_filled_by_t_are_missing_not_zero() -> None:
+    invoices = pd.DataFrame(
+        {
+            "account_id": pd.Series(["A", "A"], dtype="str"),
+            "due_date": dates("2024-06-01", "2024-07-20"),
+            "paid_at": dates(None, "2024-07-21"),  # the only payment date comes after T
+            "amount": [10.0, 10.0],
+        }
+    )
+    tables = {
+        "orders": orders([("A", "2024-06-01", 5.0), ("A", AFTER_T, 5.0, "x")]),
+        "invoices": invoices,
+    }
+    a = row(build_account_features(tables, T), "A")
+    assert math.isnan(a["invoices_late_365d"]) and math.isnan(a["overdue_amount"])
+    assert math.isnan(a["product_lines_365d"])  # product lines only known after T
+    later = row(build_account_features(tables, "2024-07-21"), "A")
+    # unpaid since 2024-06-01, and the 2024-07-20 invoice paid a day late
+    assert later["invoices_late_365d"] == 2.0 and later["overdue_amount"] == 10.0
 
 
 # ---------------------------------------------------------------- bad input

@@ -214,7 +214,8 @@ def test_labels_use_only_the_revenue_rows_up_to_as_of_plus_horizon(data: st.Data
     others = {
         table: data.draw(st.lists(row_strategy(table, day), max_size=6)) for table in OTHER_TABLES
     }
-    changed = {**rows, **others, revenue: rows[revenue] + extra}
+    changed = {table: rows.get(table, []) + others.get(table, []) for table in {*rows, *others}}
+    changed[revenue] = rows[revenue] + extra
     assert_same_features(labels, build_labels(tables_from(changed), day_, horizon_days=HORIZON))
 
 
