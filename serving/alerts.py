@@ -51,11 +51,12 @@ def severity(
     observed: float, threshold: float, comparison: Comparison, settings: AlertSettings
 ) -> Literal["warning", "critical"]:
     """critical when observed is `critical_ratio` times beyond the threshold."""
-    value = round(observed, settings.comparison_decimals)
+    decimals = settings.comparison_decimals
+    value = round(observed, decimals)
     ratio = settings.critical_ratio
     if comparison == "<":
-        return "critical" if value <= threshold / ratio else "warning"
-    return "critical" if value >= threshold * ratio else "warning"
+        return "critical" if value <= round(threshold / ratio, decimals) else "warning"
+    return "critical" if value >= round(threshold * ratio, decimals) else "warning"
 
 
 def _alert(
