@@ -10,7 +10,7 @@ every configuration; `HARD_MAX_ACCOUNTS` is only an absolute ceiling.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, StringConstraints
 
@@ -75,19 +75,18 @@ class PortfolioRequest(_Strict):
 
 
 class Reason(BaseModel):
-    """One factor behind a score."""
+    """One factor behind a score (as in the `reasons` column of scores.parquet)."""
 
+    model: Literal["churn", "upsell"] = Field(description="The score the factor explains")
+    rank: int = Field(ge=1, description="1 = the largest contribution of that model")
     feature: str
-    value: float | str | bool | None = Field(description="The feature's value for this account")
-    contribution: float = Field(
-        description="Signed contribution to the score (log-odds); positive raises it"
+    value: str | None = Field(
+        description="The feature's value as the model read it (text); null when missing"
     )
-    sentence: str = Field(description="The factor in words, from the feature metadata")
-
-
-class Reasons(BaseModel):
-    churn: list[Reason]
-    upsell: list[Reason]
+    contribution: float = Field(
+        description="Signed contribution to the model's log-odds; positive raises the score"
+    )
+    text: str = Field(description="The factor in words, from the feature metadata")
 
 
 class AccountScore(BaseModel):
@@ -102,7 +101,9 @@ class AccountScore(BaseModel):
     expected_expansion: float = Field(ge=0)
     priority: float
     tier: str
-    reasons: Reasons
+    reasons: list[Reason] = Field(
+        description="Top reasons of the churn model, then of the upsell model"
+    )
     churn_model: str
     churn_model_version: str
     upsell_model: str
@@ -117,6 +118,26 @@ class AccountError(BaseModel):
 
     account_id: str
     error: str
+
+
+class PortfolioSummary(BaseModel):
+    """Body of a successful `POST /portfolio`: the portfolio.json summary (see docs/portfolio-metrics.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    as_of: str
+    arr_total: float
+    weighted_churn_risk: float
+    weighted_churn_risk_band: dict[str, Any]
+    concentration_top10: Any
+    coverage_by_segment: Any
+    nrr_realised: Any
+    nrr_forecast: Any
+    pipeline_velocity: Any
+    alerts: list[Any]
+    tiers: Any
+    allocation: Any
+    movers: Any
 
 
 class ScoreResponse(BaseModel):

@@ -10,7 +10,7 @@ from it (the fitted `IdealCustomerProfile`, the priority of the last strategic
 and the last high-touch account) and `enrich_record` applies the same
 formulas to one record in plain Python (a request must not pay pandas'
 per-call cost). tests/unit/test_online_enrich.py checks that, for accounts of
-the snapshot, the result equals the frame functions' exactly.
+the snapshot, the result equals `serving.portfolio.enrich_scores` exactly.
 
 Tiers of a what-if record: strategic when its priority reaches the snapshot's
 last strategic priority, high-touch when it reaches the last high-touch one,
@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from serving.prioritisation import assign_tiers, priority, tier_sizes
+from serving.prioritisation import tier_sizes
 from serving.segmentation import IdealCustomerProfile, best_accounts, firmographics
 from serving.settings import PortfolioSettings
 
@@ -137,15 +137,20 @@ def icp_fit_of(attributes: Mapping[str, Any], reference: PortfolioReference) -> 
 def enrich_record(
     scored: Mapping[str, Any],
     reference: PortfolioReference,
-    features: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`scored` (account_id, p_churn, p_upsell, arr, ...) plus expected_expansion,
-    icp_fit, priority and tier, computed as the nightly job computes them."""
+    icp_fit, priority and tier, computed as the nightly job computes them.
+
+    The account's context (`ACCOUNT_CONTEXT`: firmographics, renewal timing,
+    expansion pipeline) is the snapshot's for a known account; `context`
+    replaces any of it (a what-if record's own values).
+    """
     settings = reference.settings
-    context: dict[str, Any] = dict(reference.context.get(str(scored["account_id"]), {}))
-    for name in ("days_to_renewal", "open_expansion_pipeline", "employees"):
-        if features is not None and name in features:
-            context[name] = features[name]
+    merged: dict[str, Any] = dict(reference.context.get(str(scored["account_id"]), {}))
+    if context:
+        merged.update(context)
+    context = merged
     p_churn, p_upsell = float(scored["p_churn"]), float(scored["p_upsell"])
     arr = _number(scored.get("arr")) or 0.0
 
@@ -185,23 +190,11 @@ def enrich_record(
     }
 
 
-def frame_enrichment(scores: pd.DataFrame, settings: PortfolioSettings) -> pd.DataFrame:
-    """The frame functions' priority and tier for `scores` (holding expected_expansion, icp_fit).
-
-    Used by tests to check `enrich_record` against the nightly computation.
-    """
-    result = scores.copy()
-    result["priority"] = priority(result, settings.value, settings.priority)
-    result[["tier", "tier_reason"]] = assign_tiers(result, settings.tiers)
-    return result
-
-
 __all__ = [
     "ACCOUNT_CONTEXT",
     "PortfolioReference",
     "employee_band_label",
     "enrich_record",
     "fit_reference",
-    "frame_enrichment",
     "icp_fit_of",
 ]

@@ -4,5 +4,6 @@ from serving.cli import (
     data_commands,  # noqa: F401
     features_commands,  # noqa: F401
     generate_commands,  # noqa: F401
+    serve_commands,  # noqa: F401
     train_commands,  # noqa: F401
 )

@@ -6,14 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.analytics import expected_expansion
 from serving.online_enrich import (
     employee_band_label,
     enrich_record,
     fit_reference,
-    frame_enrichment,
 )
-from serving.segmentation import employee_band, icp_fit
+from serving.portfolio import enrich_scores
+from serving.segmentation import employee_band
 from serving.settings import PortfolioSettings
 
 
@@ -38,10 +37,7 @@ def _portfolio(n: int = 60, seed: int = 3) -> pd.DataFrame:
 
 
 def _nightly(scores: pd.DataFrame, settings: PortfolioSettings) -> pd.DataFrame:
-    enriched = scores.copy()
-    enriched["expected_expansion"] = expected_expansion(enriched, settings.value)
-    enriched["icp_fit"] = icp_fit(enriched, settings.segmentation)
-    return frame_enrichment(enriched, settings)
+    return enrich_scores(scores, settings)
 
 
 def test_record_enrichment_equals_the_frame_functions_for_snapshot_accounts():
@@ -84,6 +80,18 @@ def test_unknown_account_gets_base_rate_fit_and_a_tier_against_the_cuts():
     assert huge["tier"] == "strategic"
     assert tiny["tier"] == "tech-touch"
     assert 0 < huge["icp_fit"] <= 1
+
+
+def test_context_replaces_the_snapshot_attributes():
+    settings = PortfolioSettings()
+    nightly = _nightly(_portfolio(), settings)
+    reference = fit_reference(nightly, settings)
+    row = nightly.iloc[0]
+    scored = {k: row[k] for k in ("account_id", "p_churn", "p_upsell", "arr")}
+    same = enrich_record(scored, reference, {"segment": row["segment"]})
+    other = enrich_record(scored, reference, {"segment": "no such segment"})
+    assert same["icp_fit"] == pytest.approx(row["icp_fit"], abs=1e-9)
+    assert other["icp_fit"] != same["icp_fit"] or row["segment"] is pd.NA
 
 
 def test_promotion_rule_applies_to_live_records():
