@@ -1,0 +1,312 @@
+"""Account-manager allocation: optimal on instances small enough to enumerate, always within
+every capacity, never worse than a feasible current allocation, seniority and continuity."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.allocation import allocate_accounts
+from serving.portfolio_inputs import PortfolioInputError, check_account_managers
+from serving.settings import SENIORITIES, TIERS, AllocationSettings
+
+EXACT = AllocationSettings(mip_rel_gap=0.0)
+
+
+def managers_frame(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (owner_id, seniority, capacity_accounts, capacity_hours)."""
+    return check_account_managers(
+        pd.DataFrame(rows, columns=["owner_id", "seniority", "capacity_accounts", "capacity_hours"])
+    )
+
+
+def scores_frame(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (account_id, tier, priority, owner_id)."""
+    frame = pd.DataFrame(rows, columns=["account_id", "tier", "priority", "owner_id"])
+    frame["owner_id"] = frame["owner_id"].astype("string")
+    return frame
+
+
+def random_instance(seed: int, accounts: int, managers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    owner_ids = [f"M{j}" for j in range(managers)]
+    book = managers_frame(
+        [
+            (
+                owner_ids[j],
+                SENIORITIES[rng.integers(0, 3)],
+                float(rng.integers(0, 4)) if rng.random() < 0.8 else np.nan,
+                float(rng.integers(1, 14)) if rng.random() < 0.7 else np.nan,
+            )
+            for j in range(managers)
+        ]
+    )
+    scores = scores_frame(
+        [
+            (
+                f"A{i}",
+                TIERS[rng.integers(0, 3)],
+                float(rng.integers(1, 100)),
+                owner_ids[rng.integers(0, managers)] if rng.random() < 0.85 else None,
+            )
+            for i in range(accounts)
+        ]
+    )
+    return scores, book
+
+
+def objective(scores, book, owners: tuple, settings: AllocationSettings) -> float | None:
+    """Value + continuity bonus of an assignment (owner id or None per account), None if
+    it breaks a capacity or the seniority rule."""
+    seniority = dict(zip(book["owner_id"], book["seniority"], strict=True))
+    count = dict.fromkeys(seniority, 0.0)
+    hours = dict.fromkeys(seniority, 0.0)
+    total = 0.0
+    accounts = zip(scores["tier"], scores["priority"], scores["owner_id"], owners, strict=True)
+    for tier, priority, current, owner in accounts:
+        if owner is None:
+            continue
+        factor = settings.match_factors[tier][seniority[owner]]
+        if factor <= 0:
+            return None
+        count[owner] += 1
+        hours[owner] += settings.hours_per_account[tier]
+        total += priority * factor
+        if not pd.isna(current) and owner == current:
+            total += max(settings.continuity_share * priority, settings.continuity_min_gain)
+    for owner, accounts_cap, hours_cap in zip(
+        book["owner_id"], book["capacity_accounts"], book["capacity_hours"], strict=True
+    ):
+        if count[owner] > accounts_cap or hours[owner] > hours_cap + 1e-9:
+            return None
+    return total
+
+
+def brute_force(scores, book, settings) -> float:
+    choices = [None, *book["owner_id"]]
+    best = 0.0
+    for owners in itertools.product(choices, repeat=len(scores)):
+        value = objective(scores, book, owners, settings)
+        if value is not None and value > best:
+            best = value
+    return best
+
+
+def assert_within_capacity(result, book, settings: AllocationSettings) -> None:
+    assigned = result.assignments.dropna(subset=["assigned_owner_id"])
+    hours = assigned["tier"].map(settings.hours_per_account)
+    for _, manager in book.iterrows():
+        mine = assigned["assigned_owner_id"] == manager["owner_id"]
+        if not np.isnan(manager["capacity_accounts"]):
+            assert mine.sum() <= manager["capacity_accounts"]
+        if not np.isnan(manager["capacity_hours"]):
+            assert hours[mine].sum() <= manager["capacity_hours"] + 1e-9
+
+
+def assert_seniority_rule(result, settings: AllocationSettings) -> None:
+    assigned = result.assignments.dropna(subset=["assigned_owner_id"])
+    for row in assigned.itertuples():
+        assert settings.match_factors[row.tier][row.assigned_seniority] > 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_optimal_on_instances_small_enough_to_enumerate(seed):
+    scores, book = random_instance(seed, accounts=5, managers=3)
+    result = allocate_accounts(scores, book, EXACT)
+    best = brute_force(scores, book, EXACT)
+    assert result.summary["objective_with_continuity"] == pytest.approx(best, rel=1e-9, abs=1e-6)
+    assert result.summary["upper_bound"] >= best - 1e-6
+    assert_within_capacity(result, book, EXACT)
+    assert_seniority_rule(result, EXACT)
+    # the reported value is the value of the assignment it returns
+    owners = tuple(
+        None if pd.isna(o) else o
+        for o in result.assignments.set_index("account_id").loc[
+            scores["account_id"], "assigned_owner_id"
+        ]
+    )
+    assert objective(scores, book, owners, EXACT) == pytest.approx(best, rel=1e-9, abs=1e-6)
+
+
+def medium_book(seed: int, slack: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """400 accounts, 8 managers. Current owners follow the seniority rule; with `slack`,
+    capacities are the current load plus up to `slack` of it (the current allocation is
+    feasible), otherwise random and tight."""
+    rng = np.random.default_rng(100 + seed)
+    accounts = 400
+    seniority = ["executive", "senior", "senior", "junior", "junior", "junior", "junior", "junior"]
+    priority = rng.lognormal(6, 1.2, accounts)
+    rank = np.argsort(np.argsort(-priority))
+    tier = np.where(rank < 20, "strategic", np.where(rank < 100, "high-touch", "tech-touch"))
+    owner = np.where(
+        tier == "strategic",
+        np.array([f"M{i % 3}" for i in range(accounts)]),
+        np.array([f"M{rng.integers(0, 8)}" for _ in range(accounts)]),
+    )
+    scores = scores_frame(
+        [(f"A{i:04d}", tier[i], float(priority[i]), owner[i]) for i in range(accounts)]
+    )
+    hours = pd.Series(tier).map(AllocationSettings().hours_per_account)
+    rows = []
+    for j in range(8):
+        mine = owner == f"M{j}"
+        if slack is None:
+            capacity = (float(rng.integers(30, 60)), float(rng.integers(40, 120)))
+        else:
+            capacity = (
+                float(np.ceil(mine.sum() * (1 + slack * rng.random()))),
+                float(hours[mine].sum() * (1 + slack * rng.random())),
+            )
+        rows.append((f"M{j}", seniority[j], *capacity))
+    return scores, managers_frame(rows)
+
+
+@pytest.mark.parametrize("exact_max_accounts", [0, 10_000])
+@pytest.mark.parametrize("seed", range(3))
+def test_capacities_hold_on_both_solver_paths(seed, exact_max_accounts):
+    scores, book = medium_book(seed, slack=None)
+    settings = AllocationSettings(exact_max_accounts=exact_max_accounts)
+    result = allocate_accounts(scores, book, settings)
+    assert_within_capacity(result, book, settings)
+    assert_seniority_rule(result, settings)
+    assert sorted(result.assignments["account_id"]) == sorted(scores["account_id"])
+    assert result.summary["optimality_gap"] <= 0.01
+    if exact_max_accounts == 0:
+        assert result.summary["method"] in ("lp (integral)", "lp rounding + neighbourhood milp")
+    else:
+        assert result.summary["method"] in ("lp (integral)", "milp")
+
+
+@pytest.mark.parametrize("exact_max_accounts", [0, 10_000])
+@pytest.mark.parametrize("seed", range(3))
+def test_beats_or_equals_a_feasible_current_allocation_on_both_solver_paths(
+    seed, exact_max_accounts
+):
+    scores, book = medium_book(seed, slack=0.1)
+    settings = AllocationSettings(exact_max_accounts=exact_max_accounts)
+    result = allocate_accounts(scores, book, settings)
+    summary = result.summary
+    assert summary["current_feasible"] is True
+    assert_within_capacity(result, book, settings)
+    assert summary["expected_value_assigned"] >= summary["expected_value_current"] - 1e-6
+    assert summary["gain"] >= -1e-6
+    current = tuple(scores["owner_id"])
+    assert summary["objective_with_continuity"] >= objective(scores, book, current, settings) - 1e-6
+
+
+def test_never_worse_than_a_feasible_current_allocation():
+    for seed in range(8):
+        scores, book = random_instance(seed, accounts=6, managers=3)
+        current = tuple(None if pd.isna(o) else o for o in scores["owner_id"])
+        current_value = objective(scores, book, current, EXACT)
+        result = allocate_accounts(scores, book, EXACT)
+        if current_value is not None:
+            assert result.summary["current_feasible"]
+            assert result.summary["objective_with_continuity"] >= current_value - 1e-9
+            assert result.summary["gain"] >= -1e-9
+
+
+def test_junior_people_never_own_strategic_accounts():
+    book = managers_frame([("J", "junior", 10, np.nan), ("S", "senior", 1, np.nan)])
+    scores = scores_frame(
+        [
+            ("A", "strategic", 100.0, "J"),
+            ("B", "strategic", 50.0, "J"),
+            ("C", "tech-touch", 1.0, "J"),
+        ]
+    )
+    result = allocate_accounts(scores, book, EXACT)
+    owners = result.assignments.set_index("account_id")["assigned_owner_id"]
+    # the senior has room for one: the more valuable strategic account; B cannot go to J
+    assert owners["A"] == "S" and pd.isna(owners["B"]) and owners["C"] == "J"
+    assert result.summary["current_forbidden_pairs"] == 2
+    assert result.summary["current_feasible"] is False
+
+
+def test_continuity_keeps_the_owner_unless_the_gain_exceeds_the_threshold():
+    book = managers_frame([("S", "senior", 5, np.nan), ("E", "executive", 5, np.nan)])
+    scores = scores_frame([("A", "strategic", 100.0, "S")])
+    # moving to the executive gains 0.2 x 100 = 20
+    moved = allocate_accounts(scores, book, AllocationSettings(continuity_share=0.1))
+    assert moved.assignments["assigned_owner_id"].tolist() == ["E"]
+    assert moved.summary["accounts_moved"] == 1
+    assert moved.summary["gain"] == pytest.approx(20.0)
+    kept = allocate_accounts(scores, book, AllocationSettings(continuity_share=0.3))
+    assert kept.assignments["assigned_owner_id"].tolist() == ["S"]
+    assert kept.summary["accounts_moved"] == 0
+    absolute = allocate_accounts(
+        scores, book, AllocationSettings(continuity_share=0.0, continuity_min_gain=25.0)
+    )
+    assert absolute.assignments["assigned_owner_id"].tolist() == ["S"]
+
+
+def test_hours_capacity_by_tier():
+    settings = AllocationSettings(
+        hours_per_account={"strategic": 8.0, "high-touch": 3.0, "tech-touch": 0.5}
+    )
+    book = managers_frame([("S", "senior", np.nan, 10.0)])
+    scores = scores_frame(
+        [
+            ("A", "strategic", 100.0, "S"),
+            ("B", "high-touch", 40.0, "S"),
+            ("C", "tech-touch", 30.0, "S"),
+            ("D", "tech-touch", 20.0, "S"),
+            ("E", "tech-touch", 10.0, "S"),
+        ]
+    )
+    result = allocate_accounts(scores, book, settings)
+    owners = result.assignments.set_index("account_id")["assigned_owner_id"]
+    # 10 hours: A (8) + C + D + E (1.5) = 9.5 beats B (3) + all tech-touch (1.5) = 4.5 hours
+    assert owners.notna().tolist() == [True, False, True, True, True]
+    load = result.managers.set_index("owner_id")
+    assert load.loc["S", "hours_assigned"] == pytest.approx(9.5)
+    assert load.loc["S", "accounts_current"] == 5
+
+
+def test_managers_without_capacity_take_everything_they_may_own():
+    book = managers_frame([("J", "junior", np.nan, np.nan)])
+    scores = scores_frame([(f"A{i}", "tech-touch", 1.0, None) for i in range(20)])
+    result = allocate_accounts(scores, book, EXACT)
+    assert result.summary["accounts_unassigned"] == 0
+    assert result.summary["accounts_without_known_owner"] == 20
+
+
+def test_deterministic_and_independent_of_row_order():
+    scores, book = random_instance(7, accounts=60, managers=5)
+    first = allocate_accounts(scores, book, AllocationSettings())
+    again = allocate_accounts(
+        scores.sample(frac=1, random_state=3), book.iloc[::-1], AllocationSettings()
+    )
+    pd.testing.assert_frame_equal(first.assignments, again.assignments)
+    assert first.summary == again.summary
+
+
+def test_bad_managers_are_named():
+    with pytest.raises(PortfolioInputError, match=r"seniority.*owner_id \['M2'\]"):
+        check_account_managers(
+            pd.DataFrame({"owner_id": ["M1", "M2"], "seniority": ["Senior", "intern"]})
+        )
+    with pytest.raises(PortfolioInputError, match=r"capacity_hours.*owner_id \['M1'\]"):
+        check_account_managers(
+            pd.DataFrame({"owner_id": ["M1"], "seniority": ["junior"], "capacity_hours": [-1.0]})
+        )
+    with pytest.raises(PortfolioInputError, match="owner_id is not unique"):
+        check_account_managers(
+            pd.DataFrame({"owner_id": ["M1", "M1"], "seniority": ["junior"] * 2})
+        )
+
+
+def test_unknown_tier_is_named():
+    book = managers_frame([("J", "junior", 1, 1)])
+    with pytest.raises(PortfolioInputError, match=r"'tier' must be one of .* \['A'\]"):
+        allocate_accounts(scores_frame([("A", "gold", 1.0, "J")]), book, EXACT)
+
+
+def test_incomplete_match_factors_are_rejected():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="no factor"):
+        AllocationSettings(match_factors={t: {"junior": 1.0} for t in TIERS})
