@@ -39,7 +39,7 @@ LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
 
 
 @contextmanager
-def _quiet_libraries() -> Iterator[None]:
+def quiet_libraries() -> Iterator[None]:
     """MLflow, Optuna and alembic chatter off for the command (restored afterwards)."""
     import optuna
 
@@ -150,7 +150,7 @@ def metrics_table(result: Any) -> Table:
     return table
 
 
-def _print_training_summary(training: Any) -> None:
+def print_training_summary(training: Any) -> None:
     for note in training.table_notes:
         console.print(f"[yellow]{note.column}[/]: {note.action}: {note.detail}")
     for result in training.targets.values():
@@ -283,7 +283,7 @@ def train_command(
     settings = replace(settings, tuning=tuning, promote=not no_promote)
 
     try:
-        with _quiet_libraries(), TrainingProgress() as progress:
+        with quiet_libraries(), TrainingProgress() as progress:
             if sources is not None:
                 tables = _load_tables(sources)
                 result = train_from_sources(
@@ -302,7 +302,7 @@ def train_command(
     except Exception as error:  # a message, never a traceback
         logger.debug("training failed", exc_info=True)
         raise fail(f"training failed: {type(error).__name__}: {error}") from None
-    _print_training_summary(result)
+    print_training_summary(result)
 
 
 @app.command("score")
@@ -352,7 +352,7 @@ def score_command(
 
     assert table is not None
     try:
-        with _quiet_libraries():
+        with quiet_libraries():
             scores = score_table(table, id_col, target)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "scores.parquet"
@@ -390,29 +390,30 @@ def models_command() -> None:
     from training.tracking import tracking_uri
 
     try:
-        with _quiet_libraries():
+        with quiet_libraries():
             versions = list_versions()
     except MlflowException as error:
         raise fail(f"MLflow tracking store error: {error.message}") from None
     table = Table(title=f"registered models in {tracking_uri()}")
-    for column in ("model", "version", "aliases", "created (UTC)", "ROC-AUC", "Brier", "ECE"):
-        table.add_column(
-            column, justify="right" if column in {"ROC-AUC", "Brier", "ECE"} else "left"
-        )
+    table.add_column("model", no_wrap=True)
+    table.add_column("version", justify="right", no_wrap=True)
+    table.add_column("aliases", no_wrap=True, min_width=9)
+    table.add_column("created (UTC)")
+    table.add_column("ROC-AUC", justify="right", no_wrap=True)
+    table.add_column("Brier", justify="right", no_wrap=True)
     table.add_column("gate")
-    table.add_column("feature set")
+    table.add_column("feature set", overflow="fold")
     for v in versions:
         gate = v.tags.get("gate.decision", "")
-        if "promotion_reason" in v.tags and v.tags["promotion_reason"].startswith("manual"):
-            gate = f"{gate} (manual promotion)".strip()
+        if v.tags.get("promotion_reason", "").startswith("manual"):
+            gate = f"{gate}, manual promotion".strip(", ")
         table.add_row(
             v.name,
             v.version,
-            ", ".join(f"@{a}" for a in v.aliases),
+            " ".join(f"@{a}" for a in v.aliases),
             v.created_at.strftime("%Y-%m-%d %H:%M"),
             v.tags.get("metric.roc_auc", "-")[:6],
             v.tags.get("metric.brier", "-")[:6],
-            v.tags.get("metric.ece", "-")[:6],
             gate,
             f"{v.tags.get('feature_set.name', '')} {v.tags.get('feature_set.version', '')}".strip(),
         )
@@ -438,7 +439,7 @@ def promote_command(
     if target not in ("churn", "upsell"):
         raise fail(f"--target must be churn or upsell, got {target!r}")
     try:
-        with _quiet_libraries():
+        with quiet_libraries():
             previous = promote(target, version, f"manual: {reason}")
     except (ChampionNotFound, ValueError) as error:
         raise fail(str(error)) from None
