@@ -118,20 +118,7 @@ def icp_fit_of(attributes: Mapping[str, Any], reference: PortfolioReference) -> 
         else:
             value = attributes.get(attribute)
             labels[attribute] = None if value is None or value is pd.NA else str(value)
-    weights = icp.weights or {a: 1.0 for a in icp.attributes_}
-    total_weight = sum(weights.get(a, 0.0) for a in icp.attributes_)
-    if total_weight <= 0:
-        return 0.0
-    score = 0.0
-    for attribute in icp.attributes_:
-        weight = weights.get(attribute, 0.0)
-        top = icp.top_rate_[attribute]
-        if weight == 0 or top <= 0:
-            continue
-        label = labels.get(attribute)
-        rate = icp.base_rate_ if label is None else icp.rates_[attribute].get(label, icp.base_rate_)
-        score += weight * rate / top
-    return round(score / total_weight, 9)
+    return round(icp.score_record(labels), 9)
 
 
 def enrich_record(

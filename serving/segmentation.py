@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -120,9 +121,12 @@ class IdealCustomerProfile(BaseEstimator):
     best share with `smoothing` pseudo-accounts: rate = (best + smoothing x base) /
     (accounts + smoothing). A missing or unseen category gets the base rate.
 
-    `score_samples(X)` is the weighted mean over attributes of rate / (highest rate of
-    that attribute), in [0, 1]: 1 means the account is in the best-retaining category on
-    every attribute. `weights` (attribute -> weight) defaults to equal weights.
+    `score_samples(X)` is the weighted mean over attributes of where the account's
+    category sits between the attribute's worst and best category:
+    (rate - lowest rate) / (highest rate - lowest rate), in [0, 1]. 1 means the account
+    is in the best-retaining category on every attribute, 0 in the worst. An attribute
+    whose categories all have the same rate counts 1 (0 when nobody is a best account).
+    `weights` (attribute -> weight) defaults to equal weights.
     """
 
     def __init__(self, smoothing: float = 5.0, weights: dict[str, float] | None = None):
@@ -137,6 +141,7 @@ class IdealCustomerProfile(BaseEstimator):
         self.attributes_ = list(X.columns)
         self.rates_: dict[str, dict[str, float]] = {}
         self.top_rate_: dict[str, float] = {}
+        self.bottom_rate_: dict[str, float] = {}
         for attribute in self.attributes_:
             labels = X[attribute].astype("string")
             known = labels.notna().to_numpy()
@@ -146,24 +151,55 @@ class IdealCustomerProfile(BaseEstimator):
                 stats["count"] + self.smoothing
             )
             self.rates_[attribute] = {str(k): float(v) for k, v in rates.items()}
-            self.top_rate_[attribute] = max([self.base_rate_, *self.rates_[attribute].values()])
+            values = [self.base_rate_, *self.rates_[attribute].values()]
+            self.top_rate_[attribute] = max(values)
+            self.bottom_rate_[attribute] = min(values)
         return self
+
+    def _attribute_weights(self) -> tuple[dict[str, float], float]:
+        weights = self.weights or {a: 1.0 for a in self.attributes_}
+        return weights, sum(weights.get(a, 0.0) for a in self.attributes_)
+
+    def _relative(self, attribute: str, rates: np.ndarray) -> np.ndarray:
+        top, bottom = self.top_rate_[attribute], self.bottom_rate_[attribute]
+        if top <= bottom:
+            return np.full(len(rates), 1.0 if top > 0 else 0.0)
+        return (rates - bottom) / (top - bottom)
 
     def score_samples(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "rates_")
-        weights = self.weights or {a: 1.0 for a in self.attributes_}
-        total_weight = sum(weights.get(a, 0.0) for a in self.attributes_)
+        weights, total_weight = self._attribute_weights()
         if total_weight <= 0 or len(X) == 0:
             return np.zeros(len(X))
         score = np.zeros(len(X))
         for attribute in self.attributes_:
             weight = weights.get(attribute, 0.0)
-            top = self.top_rate_[attribute]
-            if weight == 0 or top <= 0:
+            if weight == 0:
                 continue
             labels = X[attribute].astype("string").astype(object)
             rates = labels.map(self.rates_[attribute]).astype("float64").fillna(self.base_rate_)
-            score += weight * rates.to_numpy() / top
+            score += weight * self._relative(attribute, rates.to_numpy())
+        return score / total_weight
+
+    def score_record(self, labels: Mapping[str, str | None]) -> float:
+        """`score_samples` for one account given as attribute -> category (None = missing),
+        in plain Python for online use."""
+        check_is_fitted(self, "rates_")
+        weights, total_weight = self._attribute_weights()
+        if total_weight <= 0:
+            return 0.0
+        score = 0.0
+        for attribute in self.attributes_:
+            weight = weights.get(attribute, 0.0)
+            if weight == 0:
+                continue
+            label = labels.get(attribute)
+            rate = (
+                self.base_rate_
+                if label is None
+                else self.rates_[attribute].get(str(label), self.base_rate_)
+            )
+            score += weight * float(self._relative(attribute, np.array([rate]))[0])
         return score / total_weight
 
 

@@ -143,13 +143,14 @@ def _default_campaigns() -> tuple[CampaignRule, ...]:
         CampaignRule(
             name="abm",
             description="Account-based marketing list: good-fit accounts with expansion potential",
-            at_least={"icp_fit": 0.6, "p_upsell": 0.30},
+            at_least={"icp_fit": 0.7, "p_upsell": 0.30},
             below={"p_churn": 0.25},
         ),
         CampaignRule(
             name="nurturing",
-            description="Nurturing: good-fit tech-touch accounts not yet ready to expand",
-            at_least={"icp_fit": 0.5},
+            description="Nurturing: good-fit tech-touch accounts with some expansion potential, "
+            "not yet ready to expand",
+            at_least={"icp_fit": 0.7, "p_upsell": 0.05},
             below={"p_upsell": 0.30, "p_churn": 0.25},
             tiers=("tech-touch",),
         ),

@@ -85,23 +85,25 @@ def test_employee_bands():
 def test_ideal_customer_profile_by_hand():
     X = pd.DataFrame({"segment": ["ent"] * 4 + ["smb"] * 4})
     y = np.array([1, 1, 1, 0, 1, 0, 0, 0])
-    # no smoothing: best-rate ent 3/4, smb 1/4 -> fit relative to the best category
+    # no smoothing: best-rate ent 3/4, smb 1/4 -> ent is the best category, smb the worst
     raw = IdealCustomerProfile(smoothing=0.0).fit(X, y)
     assert raw.base_rate_ == 0.5
-    assert raw.score_samples(X).tolist() == pytest.approx([1.0] * 4 + [1 / 3] * 4)
+    assert raw.score_samples(X).tolist() == pytest.approx([1.0] * 4 + [0.0] * 4)
     # smoothing 2 towards the base rate 0.5: ent (3 + 1) / 6, smb (1 + 1) / 6
     smoothed = IdealCustomerProfile(smoothing=2.0).fit(X, y)
     assert smoothed.rates_["segment"] == pytest.approx({"ent": 4 / 6, "smb": 2 / 6})
     unseen = pd.DataFrame({"segment": ["mid", None]})
-    # an unseen or missing category scores the base rate
-    assert smoothed.score_samples(unseen).tolist() == pytest.approx([0.5 / (4 / 6)] * 2)
+    # an unseen or missing category has the base rate, half-way between 2/6 and 4/6
+    assert smoothed.score_samples(unseen).tolist() == pytest.approx([0.5, 0.5])
+    assert smoothed.score_record({"segment": "ent"}) == pytest.approx(1.0)
+    assert smoothed.score_record({"segment": None}) == pytest.approx(0.5)
 
 
 def test_ideal_customer_profile_weights_attributes():
     X = pd.DataFrame({"segment": ["a", "a", "b", "b"], "region": ["n", "s", "n", "s"]})
     y = np.array([1, 1, 0, 0])
     model = IdealCustomerProfile(smoothing=0.0, weights={"segment": 3.0, "region": 1.0}).fit(X, y)
-    # segment: a 1.0, b 0.0; region: n 0.5, s 0.5 (both equal the top) -> relative 1.0
+    # segment: a 1.0, b 0.0; region: n and s both 0.5, not discriminating -> 1.0
     assert model.score_samples(X).tolist() == pytest.approx([1.0, 1.0, 0.25, 0.25])
 
 
