@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -451,6 +452,22 @@ def configure_service_logging() -> None:
     package = logging.getLogger("serving")
     if package.level == logging.NOTSET:
         package.setLevel(logging.INFO)
+
+
+# MLflow's HTTP client retries a refused connection for minutes by default; the
+# refresh loop retries on its own schedule, so each registry call should fail fast.
+REGISTRY_CLIENT_DEFAULTS: dict[str, str] = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+def configure_registry_client(environ: dict[str, str] | None = None) -> None:
+    """Set fail-fast MLflow HTTP defaults in the serving process (explicit settings win)."""
+    env = os.environ if environ is None else environ
+    for name, value in REGISTRY_CLIENT_DEFAULTS.items():
+        env.setdefault(name, value)
 
 
 def guard_settings_from_env() -> GuardSettings:

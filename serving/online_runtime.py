@@ -91,6 +91,7 @@ class ScoringRuntime(Generic[S]):
             finally:
                 self.last_check = time.time()
             if served is not None and served.key == key:
+                self.last_error = None
                 return RefreshOutcome(swapped=False, key=key)
             started = time.perf_counter()
             try:

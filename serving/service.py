@@ -29,6 +29,7 @@ from serving.online import (
     answer_portfolio,
     answer_score,
     build_runtime,
+    configure_registry_client,
     configure_service_logging,
     guard_settings_from_env,
 )
@@ -48,6 +49,7 @@ class PortfolioService:
     def __init__(self) -> None:
         install_quiet_client_errors()
         configure_service_logging()
+        configure_registry_client()
         self.settings = ServiceSettings.from_env()
         self.metrics = ServiceMetrics.create()
         self.runtime = build_runtime(self.settings)

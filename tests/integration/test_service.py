@@ -1,0 +1,658 @@
+"""The scoring service as a client sees it: `bentoml serve` on 127.0.0.1, a real MLflow store.
+
+One module-scoped server (`open_server`) answers most tests; it reads a copy of
+the session's champion store (so promotions here stay here) and a copy of the
+session's nightly run folder, and polls every second. A second server
+(`keyed_server`) requires an API key and starts against a tracking server that
+is not running yet: it must say it is not ready, then become ready once an
+`mlflow server` answers on that address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+READY_TIMEOUT_SECONDS = 240
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A service process and how to reach it."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def post(self, path: str, body=None, **kwargs) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        if body is not None:
+            kwargs["json"] = body
+        return httpx.post(f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=30)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _start_service(env: dict[str, str], log: Path) -> Server:
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:PortfolioService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--working-dir",
+        str(REPO),
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Server(f"http://127.0.0.1:{port}", process, log)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _wait_for(server: Server, path: str, status: int = 200) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the service exited:\n{server.log_text()[-4000:]}")
+        try:
+            if server.get(path).status_code == status:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{path} never answered {status}:\n{server.log_text()[-4000:]}")
+
+
+def _wait_until(condition, timeout: float = 60.0, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out: {message}")
+
+
+@dataclass(frozen=True)
+class ServiceHome:
+    """A private copy of the champion store and a runs folder holding the nightly run."""
+
+    root: Path
+    tracking_uri: str
+    database: Path
+    runs_root: Path
+    run_dir: Path
+    features: pd.DataFrame
+
+    def env(self, name: str, **overrides: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PORTFOLIO_", "MLFLOW_", "BENTOML_"))
+        }
+        env.update(
+            {
+                "MLFLOW_TRACKING_URI": self.tracking_uri,
+                "PORTFOLIO_RUNS_ROOT": str(self.runs_root),
+                "PORTFOLIO_RELOAD_SECONDS": "1",
+                "PORTFOLIO_RETRY_SECONDS": "1",
+                "BENTOML_HOME": str(self.root / f"bentoml-{name}"),
+                "BENTOML_DO_NOT_TRACK": "true",
+            }
+        )
+        env.update(overrides)
+        return env
+
+
+@pytest.fixture(scope="module")
+def service_home(
+    champion_store: str, nightly_run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ServiceHome:
+    root = tmp_path_factory.mktemp("service")
+    source_db = Path(champion_store.removeprefix("sqlite:///"))
+    database = root / "mlflow.db"
+    shutil.copy2(source_db, database)
+    runs_root = root / "runs"
+    run_dir = runs_root / nightly_run_dir.name
+    shutil.copytree(nightly_run_dir, run_dir)
+    features = pd.read_parquet(run_dir / "features.parquet")
+    return ServiceHome(root, f"sqlite:///{database}", database, runs_root, run_dir, features)
+
+
+@pytest.fixture(scope="module")
+def open_server(service_home: ServiceHome) -> Iterator[Server]:
+    server = _start_service(service_home.env("open"), service_home.root / "open.log")
+    try:
+        _wait_for(server, "/readyz")
+        yield server
+    finally:
+        _stop(server.process)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(service_home: ServiceHome) -> Iterator[tuple[Server, int]]:
+    """A server with an API key whose tracking server is not running yet (its port is given)."""
+    tracking_port = _free_port()
+    env = service_home.env(
+        "keyed",
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{tracking_port}",
+        PORTFOLIO_API_KEY="test-key-123",
+    )
+    server = _start_service(env, service_home.root / "keyed.log")
+    try:
+        _wait_for(server, "/livez")
+        yield server, tracking_port
+    finally:
+        _stop(server.process)
+
+
+def _record(features: pd.DataFrame, position: int = 0) -> dict:
+    row = features.iloc[position].drop(["account_id", "as_of"])
+    return {
+        name: (None if pd.isna(value) else value if isinstance(value, str) else float(value))
+        for name, value in row.items()
+    }
+
+
+def _account_ids(service_home: ServiceHome, n: int) -> list[str]:
+    return service_home.features["account_id"].astype(str).head(n).tolist()
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def test_scores_accounts_by_id_with_reasons_and_versions(open_server, service_home):
+    ids = _account_ids(service_home, 3)
+    response = open_server.post("/score", {"accounts": [{"account_id": i} for i in ids]})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["account_id"] for r in results] == ids
+    nightly = pd.read_parquet(service_home.run_dir / "scores.parquet").set_index("account_id")
+    for result in results:
+        expected = nightly.loc[result["account_id"]]
+        assert result["p_churn"] == pytest.approx(expected["p_churn"], abs=1e-12)
+        assert result["p_upsell"] == pytest.approx(expected["p_upsell"], abs=1e-12)
+        assert result["priority"] == pytest.approx(expected["priority"], abs=1e-6)
+        assert result["tier"] == expected["tier"]
+        assert result["expected_arr_at_risk"] == pytest.approx(result["p_churn"] * result["arr"])
+        assert result["churn_model"] == "churn" and result["churn_model_version"] == "1"
+        assert result["upsell_model"] == "upsell" and result["upsell_model_version"] == "1"
+        assert result["source"] == "snapshot"
+        assert result["as_of"] == str(pd.Timestamp(expected["as_of"]).date())
+        models = [reason["model"] for reason in result["reasons"]]
+        assert models == ["churn"] * 3 + ["upsell"] * 3
+        first = result["reasons"][0]
+        assert set(first) == {"model", "rank", "feature", "value", "contribution", "text"}
+        assert isinstance(first["text"], str) and first["text"]
+
+
+def test_unknown_id_is_an_error_entry_not_a_failed_request(open_server, service_home):
+    known = _account_ids(service_home, 1)[0]
+    response = open_server.post(
+        "/score", {"accounts": [{"account_id": "NOPE-1"}, {"account_id": known}]}
+    )
+    assert response.status_code == 200
+    unknown, scored = response.json()["results"]
+    assert unknown["account_id"] == "NOPE-1"
+    assert "unknown account_id" in unknown["error"]
+    assert "p_churn" in scored
+
+
+def test_what_if_record_scores_like_the_snapshot_row(open_server, service_home):
+    account_id = _account_ids(service_home, 1)[0]
+    record = _record(service_home.features)
+    by_id, what_if, new_account = open_server.post(
+        "/score",
+        {
+            "accounts": [
+                {"account_id": account_id},
+                {"account_id": account_id, "features": {}},
+                {"account_id": "NEW-1", "features": record},
+            ]
+        },
+    ).json()["results"]
+    assert what_if["source"] == "features" and new_account["source"] == "features"
+    assert what_if["p_churn"] == pytest.approx(by_id["p_churn"], abs=1e-12)
+    assert what_if["p_upsell"] == pytest.approx(by_id["p_upsell"], abs=1e-12)
+    assert what_if["priority"] == pytest.approx(by_id["priority"], abs=1e-6)
+    assert what_if["reasons"] == by_id["reasons"]
+    assert new_account["p_churn"] == pytest.approx(by_id["p_churn"], abs=1e-12)
+
+
+def test_what_if_changes_move_the_score(open_server, service_home):
+    account_id = _account_ids(service_home, 1)[0]
+    base = open_server.post("/score", {"accounts": [{"account_id": account_id}]}).json()
+    doubled_arr = 2 * base["results"][0]["arr"] + 1000
+    changed = open_server.post(
+        "/score", {"accounts": [{"account_id": account_id, "features": {"arr": doubled_arr}}]}
+    ).json()["results"][0]
+    assert changed["arr"] == doubled_arr
+    assert changed["expected_arr_at_risk"] == pytest.approx(changed["p_churn"] * doubled_arr)
+
+
+def test_portfolio_summary_matches_the_nightly_function(open_server, service_home):
+    response = open_server.post("/portfolio", {})
+    assert response.status_code == 200
+    summary = response.json()
+    nightly = json.loads((service_home.run_dir / "portfolio.json").read_text())
+    for key in ("as_of", "arr_total", "weighted_churn_risk", "concentration_top10"):
+        assert summary[key] == nightly[key], key
+    for key in (
+        "weighted_churn_risk_band",
+        "coverage_by_segment",
+        "nrr_realised",
+        "nrr_forecast",
+        "pipeline_velocity",
+        "alerts",
+        "tiers",
+        "allocation",
+        "movers",
+    ):
+        assert key in summary
+    segment = service_home.features["segment"].dropna().astype(str).iloc[0]
+    filtered = open_server.post("/portfolio", {"segment": segment})
+    assert filtered.status_code == 200
+    assert filtered.json()["filters"] == {"segment": segment}
+    assert filtered.json()["arr_total"] < summary["arr_total"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _error(response: httpx.Response, status: int, type_: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["type"] == type_
+    assert "Traceback" not in response.text
+    return error
+
+
+def test_malformed_json_is_400(open_server):
+    response = open_server.post(
+        "/score", content=b'{"accounts": [', headers={"content-type": "application/json"}
+    )
+    _error(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({}, ["accounts"]),
+        ({"accounts": []}, ["accounts"]),
+        ({"accounts": [{"account_id": 7}]}, ["accounts", 0, "account_id"]),
+        ({"accounts": [{"id": "A"}]}, ["accounts", 0, "account_id"]),
+        ({"accounts": [{"account_id": "A", "colour": "red"}]}, ["accounts", 0, "colour"]),
+        ({"accounts": "A1"}, ["accounts"]),
+        ({"accounts": [{"account_id": ""}]}, ["accounts", 0, "account_id"]),
+    ],
+)
+def test_schema_violations_are_422_naming_the_field(open_server, body, loc):
+    error = _error(open_server.post("/score", body), 422, "validation_error")
+    assert error["details"][0]["loc"][: len(loc)] == loc
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_nan_and_infinity_are_refused(open_server, literal):
+    body = b'{"accounts": [{"account_id": "X", "features": {"arr": ' + literal + b"}}]}"
+    response = open_server.post(
+        "/score", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 422), response.text
+    assert "error" in response.json()
+
+
+def test_negative_arr_is_refused(open_server, service_home):
+    account_id = _account_ids(service_home, 1)[0]
+    error = _error(
+        open_server.post(
+            "/score", {"accounts": [{"account_id": account_id, "features": {"arr": -5.0}}]}
+        ),
+        422,
+        "validation_error",
+    )
+    assert error["details"][0]["loc"] == ["accounts", 0, "features", "arr"]
+    assert "at least 0" in error["details"][0]["msg"]
+
+
+def test_what_if_feature_rules(open_server, service_home):
+    account_id = _account_ids(service_home, 1)[0]
+    unknown = _error(
+        open_server.post(
+            "/score", {"accounts": [{"account_id": account_id, "features": {"shoe_size": 1}}]}
+        ),
+        422,
+        "validation_error",
+    )
+    assert unknown["details"][0]["loc"] == ["accounts", 0, "features", "shoe_size"]
+    text = _error(
+        open_server.post(
+            "/score", {"accounts": [{"account_id": account_id, "features": {"arr": "lots"}}]}
+        ),
+        422,
+        "validation_error",
+    )
+    assert text["details"][0]["loc"] == ["accounts", 0, "features", "arr"]
+    missing = _error(
+        open_server.post("/score", {"accounts": [{"account_id": "NEW", "features": {"arr": 10}}]}),
+        422,
+        "validation_error",
+    )
+    assert missing["details"][0]["type"] == "missing_features"
+
+
+def test_too_many_accounts_is_422(open_server):
+    body = {"accounts": [{"account_id": f"A{i}"} for i in range(1001)]}
+    error = _error(open_server.post("/score", body), 422, "validation_error")
+    assert error["details"][0]["loc"] == ["accounts"]
+    assert "at most 1000" in error["message"]
+
+
+def test_body_over_one_mebibyte_is_413(open_server):
+    body = b'{"accounts": [{"account_id": "' + b"A" * (1024 * 1024) + b'"}]}'
+    response = open_server.post(
+        "/score", content=body, headers={"content-type": "application/json"}
+    )
+    _error(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/vnd.bentoml+pickle", "application/vnd.bentoml+arrow", "text/csv"]
+)
+def test_non_json_content_types_are_415(open_server, content_type):
+    response = open_server.post(
+        "/score", content=b"\x80\x04K\x01.", headers={"content-type": content_type}
+    )
+    _error(response, 415, "unsupported_media_type")
+
+
+def test_get_on_score_is_405(open_server):
+    response = httpx.get(f"{open_server.url}/score", timeout=10)
+    _error(response, 405, "method_not_allowed")
+
+
+def test_portfolio_filter_errors(open_server):
+    _error(open_server.post("/portfolio", {"colour": "red"}), 422, "validation_error")
+    error = _error(open_server.post("/portfolio", {"segment": "nope"}), 422, "validation_error")
+    assert error["details"][0]["loc"] == ["segment"]
+
+
+def test_random_bodies_never_cause_a_server_error(open_server):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.floats(allow_nan=False)
+        | st.integers()
+        | st.text(max_size=20),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=12), children, max_size=4)
+        ),
+        max_leaves=12,
+    )
+    accounts = st.lists(
+        st.fixed_dictionaries(
+            {"account_id": st.text(max_size=10) | st.integers()},
+            optional={"features": st.dictionaries(st.text(max_size=12), json_values, max_size=4)},
+        ),
+        max_size=3,
+    )
+    bodies = json_values | st.fixed_dictionaries({"accounts": accounts})
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(path=st.sampled_from(["/score", "/portfolio"]), body=bodies)
+    def check(path, body):
+        response = open_server.post(
+            path, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code < 500, (body, response.text)
+        document = response.json()
+        assert ("error" in document) == (response.status_code >= 400)
+
+    check()
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def test_health_metrics_and_openapi(open_server, service_home):
+    assert open_server.get("/livez").status_code == 200
+    assert open_server.get("/readyz").status_code == 200
+    open_server.post("/score", {"accounts": [{"account_id": _account_ids(service_home, 1)[0]}]})
+    metrics = open_server.get("/metrics").text
+    assert 'portfolio_request_duration_seconds_count{endpoint="/score"' in metrics
+    assert (
+        'portfolio_predictions_total{model="churn",source="snapshot",target="churn",version="1"}'
+        in metrics
+    )
+    spec = open_server.get("/docs.json").json()
+    assert "/score" in spec["paths"] and "/portfolio" in spec["paths"]
+
+
+def test_new_snapshot_is_picked_up(open_server, service_home):
+    newer = service_home.runs_root / f"{service_home.run_dir.name}-rerun"
+    shutil.copytree(service_home.run_dir, newer)
+    try:
+
+        def serves_newer() -> bool:
+            result = open_server.post("/score", {"accounts": [{"account_id": "NOPE"}]}).json()
+            return newer.name in result["results"][0]["error"]
+
+        _wait_until(serves_newer, message="the service never loaded the newer run folder")
+    finally:
+        shutil.rmtree(newer)
+    _wait_until(
+        lambda: (
+            service_home.run_dir.name + ")"
+            in open_server.post("/score", {"accounts": [{"account_id": "NOPE"}]}).json()["results"][
+                0
+            ]["error"]
+        ),
+        message="the service never went back to the remaining run folder",
+    )
+
+
+def _new_version(service_home: ServiceHome, target: str, source_version: str = "1") -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(
+        tracking_uri=service_home.tracking_uri, registry_uri=service_home.tracking_uri
+    )
+    original = client.get_model_version(target, source_version)
+    return str(client.create_model_version(target, original.source, run_id=original.run_id).version)
+
+
+def _promote(service_home: ServiceHome, target: str, version: str) -> None:
+    from training.registry import promote
+
+    promote(target, version, "service test", uri=service_home.tracking_uri)
+
+
+def test_champion_swap_during_traffic_drops_no_request(open_server, service_home):
+    ids = _account_ids(service_home, 5)
+    record = _record(service_home.features, 1)
+    body = {
+        "accounts": [{"account_id": i} for i in ids] + [{"account_id": "NEW", "features": record}]
+    }
+    seen: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=open_server.url, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post("/score", json=body)
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                    continue
+                if response.status_code != 200:
+                    failures.append(response.text)
+                    continue
+                results = response.json()["results"]
+                if any("error" in r for r in results):
+                    failures.append(json.dumps(results))
+                versions = {r["churn_model_version"] for r in results}
+                if len(versions) != 1:
+                    failures.append(f"mixed versions in one answer: {versions}")
+                seen.extend(versions)
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_until(lambda: len(seen) > 20, message="no traffic got through")
+        version = _new_version(service_home, "churn")
+        _promote(service_home, "churn", version)
+        _wait_until(
+            lambda: version in seen[-5:], timeout=90, message="the new champion never served"
+        )
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures[:3]
+    first_new = seen.index(version)
+    assert set(seen[:first_new]) == {"1"}
+    assert "1" not in seen[first_new + 20 :]
+    metrics = open_server.get("/metrics").text
+    assert f'target="churn",version="{version}"' in metrics
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(open_server, service_home):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(
+        tracking_uri=service_home.tracking_uri, registry_uri=service_home.tracking_uri
+    )
+    empty = service_home.root / "empty-model"
+    empty.mkdir(exist_ok=True)
+    broken = str(client.create_model_version("upsell", empty.as_uri()).version)
+    before = open_server.post(
+        "/score", {"accounts": [{"account_id": _account_ids(service_home, 1)[0]}]}
+    )
+    serving_version = before.json()["results"][0]["upsell_model_version"]
+    _promote(service_home, "upsell", broken)
+    try:
+        _wait_until(
+            lambda: (
+                f"upsell v{broken}" in open_server.log_text() and "failed" in open_server.log_text()
+            ),
+            message="the failed load was not logged",
+        )
+        assert open_server.get("/readyz").status_code == 200
+        after = open_server.post(
+            "/score", {"accounts": [{"account_id": _account_ids(service_home, 1)[0]}]}
+        )
+        assert after.status_code == 200
+        assert after.json()["results"][0]["upsell_model_version"] == serving_version
+    finally:
+        _promote(service_home, "upsell", serving_version)
+
+
+def test_not_ready_until_the_tracking_server_answers_then_requires_the_key(
+    keyed_server, service_home, tmp_path
+):
+    server, tracking_port = keyed_server
+    assert server.get("/readyz").status_code == 503
+    not_ready = server.post(
+        "/score",
+        {"accounts": [{"account_id": "A"}]},
+        headers={"authorization": "Bearer test-key-123"},
+    )
+    error = _error(not_ready, 503, "not_ready")
+    assert "127.0.0.1" in error["message"] or "champion" in error["message"]
+    _wait_until(
+        lambda: "cannot check the champion models" in server.log_text(), message="no log line"
+    )
+
+    tracking = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            service_home.tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(tracking_port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=(tmp_path / "mlflow.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(server, "/readyz")
+        account_id = _account_ids(service_home, 1)[0]
+        body = {"accounts": [{"account_id": account_id}]}
+        _error(server.post("/score", body), 401, "unauthorized")
+        _error(
+            server.post("/score", body, headers={"authorization": "Bearer wrong"}),
+            401,
+            "unauthorized",
+        )
+        _error(server.post("/portfolio", {}), 401, "unauthorized")
+        ok = server.post("/score", body, headers={"authorization": "Bearer test-key-123"})
+        assert ok.status_code == 200 and "p_churn" in ok.json()["results"][0]
+        assert server.get("/livez").status_code == 200
+        assert server.get("/metrics").status_code == 200
+    finally:
+        _stop(tracking)
