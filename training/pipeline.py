@@ -123,6 +123,8 @@ class TargetResult:
     duration_seconds: float
     logged: LoggedVersion | None = None
     gate: GateDecision | None = None
+    # the evaluation rows: keys (account_id, and as_of for snapshots), label, p
+    evaluation: pd.DataFrame | None = None
 
     @property
     def model_version(self) -> str | None:
@@ -273,6 +275,7 @@ def _train_target(
     X_eval: pd.DataFrame,
     y_eval: np.ndarray,
     arr_eval: np.ndarray | None,
+    evaluation_keys: pd.DataFrame,
     design: str,
     data: dict[str, Any],
     feature_set_name: str,
@@ -316,6 +319,7 @@ def _train_target(
         tuning=tuning,
         data=data,
         duration_seconds=0.0,
+        evaluation=evaluation_keys.reset_index(drop=True).assign(label=y_eval, p=p_eval),
     )
     if settings.track:
         emit(ProgressEvent("logging", target))
@@ -446,6 +450,7 @@ def train_from_sources(
             arr_eval=folds["evaluation"]["arr"].to_numpy(dtype=np.float64)
             if name == "churn" and "arr" in folds["evaluation"]
             else None,
+            evaluation_keys=folds["evaluation"][["account_id", "as_of"]],
             design=SOURCES_DESIGN,
             data={**data, **fold_rates},
             feature_set_name=FEATURE_SET_NAME,
@@ -541,6 +546,7 @@ def train_from_table(
         X_eval=X_eval,
         y_eval=y_eval,
         arr_eval=None,
+        evaluation_keys=pd.DataFrame({"account_id": table.ids.iloc[eval_rows].to_numpy()}),
         design=TABLE_DESIGN,
         data=data,
         feature_set_name=feature_set_name,
