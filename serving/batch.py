@@ -319,11 +319,7 @@ def load_champions() -> tuple[Champion, Champion]:
         try:
             champions.append(load_champion(target))
         except ChampionNotFound as error:
-            raise NightlyJobError(
-                f"no champion model registered for {target!r}: {error}. Train one with "
-                f"`portfolio train --sources FILE --target {target}` or set the alias with "
-                f"`portfolio promote --target {target} --version V`"
-            ) from None
+            raise NightlyJobError(f"no champion model registered for {target!r}: {error}") from None
     return champions[0], champions[1]
 
 
@@ -359,12 +355,24 @@ def with_enrichment_features(scores: pd.DataFrame, features: pd.DataFrame) -> pd
 
 
 def arr_history(tables: Tables, as_of: pd.Timestamp, days: int = 365) -> pd.DataFrame:
-    """account_id, arr_start (ARR `days` before as_of), arr_end (ARR at as_of): for NRR."""
+    """account_id, arr_start (ARR `days` before as_of), arr_end (ARR at as_of): for NRR.
+
+    An account whose ARR is infinite (an overflowing sum; such an account is
+    rejected from scoring) is left out, with a warning.
+    """
     start = pd.Timestamp(as_of) - pd.Timedelta(days=days)
     arr = arr_at(tables, [start, pd.Timestamp(as_of)])
     wide = arr.pivot_table(index="account_id", columns="as_of", values="arr", aggfunc="sum")
     wide = wide.reindex(columns=[start, pd.Timestamp(as_of)]).fillna(0.0)
     wide.columns = ["arr_start", "arr_end"]
+    broken = ~np.isfinite(wide.to_numpy()).all(axis=1)
+    if broken.any():
+        logger.warning(
+            "%d account(s) with an infinite ARR are left out of the realised NRR: %s",
+            int(broken.sum()),
+            ", ".join(map(str, wide.index[broken][:5])),
+        )
+        wide = wide[~broken]
     return wide.reset_index().sort_values("account_id", kind="stable").reset_index(drop=True)
 
 
@@ -652,6 +660,7 @@ def run_nightly_job(
                 top_accounts=settings.report_top_accounts,
                 matrix_points=settings.report_matrix_points,
                 high_risk_p_churn=settings.portfolio.segmentation.high_risk_p_churn,
+                accounts=accounts,
             )
         )
         progress("report", 1, 1)

@@ -82,7 +82,7 @@ def horizontal_bars(
     """
     if not items:
         return _empty(width, 60, label, "no data")
-    label_width, value_width, gap = 150, 70, 6
+    label_width, value_width, gap = 190, 70, 6
     plot_width = width - label_width - value_width
     top = max([v for _, v in items if math.isfinite(v)] + [threshold or 0.0, 1e-12])
     height = len(items) * (bar_height + gap) + gap
@@ -91,7 +91,7 @@ def horizontal_bars(
         y = gap + i * (bar_height + gap)
         length = max(0.0, value) / top * plot_width if math.isfinite(value) else 0.0
         fill = RISK_COLOR if threshold is not None and value > threshold else color
-        name_text = name if len(name) <= 22 else name[:21] + "…"
+        name_text = name if len(name) <= 27 else name[:26] + "…"
         body.append(
             f'<text x="{label_width - 8}" y="{_f(y + bar_height * 0.72)}" text-anchor="end" '
             f'font-size="12" fill="{TEXT_COLOR}">{escape(name_text)}<title>{escape(name)}</title></text>'

@@ -24,6 +24,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from serving.analytics import parent_of
 from serving.charts import (
     calibration_chart,
     compact_number,
@@ -52,6 +53,7 @@ class ReportInput:
     top_accounts: int = 15
     matrix_points: int = 1500
     high_risk_p_churn: float | None = None
+    accounts: pd.DataFrame | None = None  # the accounts table, for the parent roll-up
 
 
 def machine_value(value: Any) -> str:
@@ -169,29 +171,30 @@ def alert_rows(alerts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def risk_by(scores: pd.DataFrame, column: str, limit: int = 12) -> list[tuple[str, float]]:
-    """Expected ARR at risk summed per value of `column` (missing -> 'unknown'), largest first."""
-    if column not in scores.columns or scores.empty:
-        return []
-    groups = (
-        scores.assign(_group=scores[column].astype("string").fillna("unknown"))
-        .groupby("_group", sort=True)["expected_arr_at_risk"]
-        .sum()
-        .sort_values(ascending=False, kind="stable")
-    )
-    return [(str(k), float(v)) for k, v in groups.head(limit).items()]
+def risk_by(summary: Mapping[str, Any], breakdown: str, limit: int = 12) -> list[tuple[str, float]]:
+    """Expected ARR at risk per group of a summary breakdown (`by_segment`...), largest first."""
+    groups = summary.get(breakdown) or {}
+    items = [
+        (str(name), float(row.get("weighted_churn_risk") or 0.0))
+        for name, row in groups.items()
+        if isinstance(row, Mapping)
+    ]
+    items.sort(key=lambda item: (-item[1], item[0]))
+    return items[:limit]
 
 
-def rolled_up_cumulative_share(scores: pd.DataFrame) -> np.ndarray:
-    """Cumulative share of ARR of the largest (parent-rolled-up) accounts, largest first."""
+def rolled_up_cumulative_share(
+    scores: pd.DataFrame, accounts: pd.DataFrame | None = None
+) -> np.ndarray:
+    """Cumulative share of ARR of the largest accounts, children rolled up to their top parent
+    (the same roll-up as the concentration metric, `serving.analytics.parent_of`)."""
     if scores.empty:
         return np.array([])
-    if "parent_account_id" in scores.columns:
-        parent = scores["parent_account_id"].astype("string")
-        key = parent.where(parent.notna() & (parent != ""), scores["account_id"].astype("string"))
-    else:
-        key = scores["account_id"].astype("string")
-    arr = scores["arr"].astype("float64").clip(lower=0).groupby(key.to_numpy()).sum()
+    frame = scores.assign(account_id=scores["account_id"].astype("string"))
+    if "parent_account_id" not in frame.columns:
+        frame = frame.assign(parent_account_id=pd.Series(pd.NA, index=frame.index, dtype="string"))
+    parents = parent_of(frame, accounts)
+    arr = frame["arr"].astype("float64").clip(lower=0).groupby(parents.to_numpy()).sum()
     values = np.sort(arr.to_numpy())[::-1]
     total = values.sum()
     return np.cumsum(values) / total if total > 0 else np.zeros_like(values)
@@ -269,47 +272,56 @@ def mover_blocks(movers: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"previous": movers.get("previous_as_of"), "blocks": blocks}
 
 
-def tier_rows(scores: pd.DataFrame) -> list[dict[str, Any]]:
+def tier_rows(tiers: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Accounts, ARR, expected ARR at risk and expected expansion per coverage tier."""
-    if scores.empty or "tier" not in scores.columns:
-        return []
-    grouped = scores.groupby("tier", sort=True).agg(
-        accounts=("account_id", "size"),
-        arr=("arr", "sum"),
-        at_risk=("expected_arr_at_risk", "sum"),
-        expansion=("expected_expansion", "sum"),
-    )
-    return [
-        {
-            "tier": str(tier),
-            "accounts": f"{int(row.accounts):,}",
-            "arr": compact_number(float(row.arr)),
-            "at_risk": compact_number(float(row.at_risk)),
-            "expansion": compact_number(float(row.expansion)),
-        }
-        for tier, row in grouped.iterrows()
-    ]
+    rows = []
+    for tier, row in (tiers or {}).items():
+        if not isinstance(row, Mapping) or "accounts" not in row:
+            continue
+        rows.append(
+            {
+                "tier": str(tier),
+                "accounts": f"{int(row['accounts']):,}",
+                "arr": compact_number(float(row.get("arr") or 0.0)),
+                "at_risk": compact_number(float(row.get("expected_arr_at_risk") or 0.0)),
+                "expansion": compact_number(float(row.get("expected_expansion") or 0.0)),
+            }
+        )
+    return rows
+
+
+ALLOCATION_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("status", "status", "text"),
+    ("managers", "account managers", "count"),
+    ("accounts", "accounts planned", "count"),
+    ("expected_value_current", "expected value, current owners", "money"),
+    ("expected_value_assigned", "expected value, plan", "money"),
+    ("gain_share", "gain", "share"),
+    ("accounts_moved", "accounts moved", "count"),
+    ("accounts_unassigned", "accounts left unassigned", "count"),
+    ("reason", "why", "text"),
+)
 
 
 def allocation_rows(allocation: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The allocation summary's scalar figures as label/value rows."""
+    """The allocation summary's headline figures as label/value rows."""
     if not allocation:
         return {"rows": [], "note": "No account managers given: no allocation."}
     rows = []
-    for key, value in allocation.items():
-        if isinstance(value, bool) or value is None:
-            text = "" if value is None else ("yes" if value else "no")
-        elif isinstance(value, int | float | np.integer | np.floating):
-            text = (
-                compact_number(float(value)) if abs(float(value)) >= 1000 else f"{float(value):.4g}"
-            )
-        elif isinstance(value, str):
-            text = value
-        else:
+    for key, label, kind in ALLOCATION_FIGURES:
+        value = allocation.get(key)
+        if value is None:
             continue
-        rows.append((key.replace("_", " "), text))
-    note = "" if rows else "Allocation produced no summary figures."
-    return {"rows": rows, "note": note}
+        if kind == "text":
+            text = str(value)
+        elif kind == "count":
+            text = f"{int(value):,}"
+        elif kind == "money":
+            text = compact_number(float(value))
+        else:
+            text = percent(float(value))
+        rows.append((label, text))
+    return {"rows": rows, "note": ""}
 
 
 def drift_blocks(drift: pd.DataFrame | None, psi_alert: float) -> list[dict[str, Any]]:
@@ -419,7 +431,7 @@ def report_context(data: ReportInput) -> dict[str, Any]:
     """The template's variables."""
     summary = data.summary
     scores = data.scores
-    cumulative = rolled_up_cumulative_share(scores)
+    cumulative = rolled_up_cumulative_share(scores, data.accounts)
     matrix, matrix_note = matrix_chart(scores, data.matrix_points, data.high_risk_p_churn)
     top10 = _number(summary.get("concentration_top10"))
     return {
@@ -437,10 +449,12 @@ def report_context(data: ReportInput) -> dict[str, Any]:
         "alerts": alert_rows(summary.get("alerts", []) or []),
         "charts": {
             "risk_by_segment": horizontal_bars(
-                risk_by(scores, "segment"), label="Expected ARR at risk by segment", color="#c05621"
+                risk_by(summary, "by_segment"),
+                label="Expected ARR at risk by segment",
+                color="#c05621",
             ),
             "risk_by_industry": horizontal_bars(
-                risk_by(scores, "industry"),
+                risk_by(summary, "by_industry"),
                 label="Expected ARR at risk by industry",
                 color="#c05621",
             ),
@@ -458,7 +472,7 @@ def report_context(data: ReportInput) -> dict[str, Any]:
             scores, "expected_expansion", "upsell", data.top_accounts
         ),
         "movers": mover_blocks(summary.get("movers")),
-        "tiers": tier_rows(scores),
+        "tiers": tier_rows(summary.get("tiers")),
         "allocation": allocation_rows(summary.get("allocation")),
         "drift": drift_blocks(data.drift, data.psi_alert),
         "outcomes": outcome_view(data.outcomes),

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
 
 @pytest.fixture(scope="session")
 def nightly_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -35,8 +37,11 @@ def champion_store(
 
     store = tmp_path_factory.mktemp("mlflow-store")
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    # mlflow.set_tracking_uri / set_registry_uri (called while training) also write these
+    # variables, so both are saved and restored.
+    saved = {name: os.environ.get(name) for name in MLFLOW_VARIABLES}
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
     try:
         tables = load_sources(nightly_sources).tables
         settings = TrainingSettings(
@@ -45,12 +50,15 @@ def champion_store(
         )
         result = train_from_sources(tables, target="all", settings=settings)
         assert all(r.promoted for r in result.targets.values()), "the first models must be promoted"
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
         yield uri
     finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

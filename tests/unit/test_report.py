@@ -33,6 +33,36 @@ SUMMARY = {
     ],
     "movers": None,
     "allocation": None,
+    "by_segment": {
+        "enterprise": {"weighted_churn_risk": 50.0},
+        "smb": {"weighted_churn_risk": 60.0},
+        "unknown": {"weighted_churn_risk": 20.0},
+    },
+    "by_industry": {
+        "retail": {"weighted_churn_risk": 110.0},
+        "tech": {"weighted_churn_risk": 20.0},
+    },
+    "tiers": {
+        "strategic": {
+            "accounts": 1,
+            "arr": 500.0,
+            "expected_arr_at_risk": 50.0,
+            "expected_expansion": 15.0,
+        },
+        "high-touch": {
+            "accounts": 1,
+            "arr": 300.0,
+            "expected_arr_at_risk": 60.0,
+            "expected_expansion": 3.0,
+        },
+        "tech-touch": {
+            "accounts": 1,
+            "arr": 200.0,
+            "expected_arr_at_risk": 20.0,
+            "expected_expansion": 4.0,
+        },
+        "rules": {"strategic_share": 0.05},
+    },
 }
 
 
@@ -121,6 +151,10 @@ def test_the_report_is_self_contained_and_escapes_text() -> None:
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
     assert "Seat utilisation fell &lt;40%&gt;" in html
     assert "Acme (A1)" in html
+    # tiers in the summary's order, the rules entry is not a tier
+    tiers = html[html.index('id="tiers"') :]
+    assert tiers.index(">strategic<") < tiers.index(">high-touch<") < tiers.index(">tech-touch<")
+    assert ">rules<" not in tiers
     assert html == _render()  # deterministic
 
 
