@@ -222,8 +222,9 @@ def _solve_lp(program: _Program, upper: np.ndarray, with_capacities: bool) -> An
 
 def _slot_counts_exact(
     program: _Program, settings: AllocationSettings, time_limit: float
-) -> tuple[np.ndarray, float] | None:
-    """k from the MILP with integer k: (k, the solver's dual bound), None without a solution."""
+) -> tuple[np.ndarray, float, bool] | None:
+    """k from the MILP with integer k: (k, the solver's dual bound, whether the time limit
+    stopped it), None without a solution."""
     size = len(program.value)
     integrality = np.zeros(size)
     integrality[program.slots] = 1
@@ -240,7 +241,7 @@ def _slot_counts_exact(
     if result.x is None:
         return None
     bound = -float(result.mip_dual_bound) if result.mip_dual_bound is not None else np.inf
-    return np.round(result.x[program.slots]), bound
+    return np.round(result.x[program.slots]), bound, result.status == 1
 
 
 def _assign(model: _Model, program: _Program, slot_counts: np.ndarray) -> np.ndarray:
@@ -353,10 +354,12 @@ def _unassigned_candidates(
     return np.concatenate(candidates) if candidates else np.zeros(0, dtype=int)
 
 
-def _improve(model: _Model, assigned: np.ndarray, settings: AllocationSettings) -> np.ndarray:
+def _improve(
+    model: _Model, assigned: np.ndarray, settings: AllocationSettings
+) -> tuple[np.ndarray, bool]:
     """Re-solve exactly the neighbourhood of a rounded solution: the released accounts and
     the unassigned ones that could fit, in the capacity the other accounts leave. Keeps the
-    result only when it is better."""
+    result only when it is better. Also says whether the time limit stopped the MILP."""
     released = _released(model, assigned)
     fixed = assigned.copy()
     fixed[released] = -1
@@ -365,7 +368,7 @@ def _improve(model: _Model, assigned: np.ndarray, settings: AllocationSettings) 
     room_hours = np.maximum(model.capacity_hours - hours, 0.0)
     reopened = np.union1d(released, _unassigned_candidates(model, fixed, room_accounts, room_hours))
     if not len(reopened):
-        return assigned
+        return assigned, False
     neighbourhood = _build_model(
         model.priority[reopened],
         model.tier[reopened],
@@ -378,11 +381,12 @@ def _improve(model: _Model, assigned: np.ndarray, settings: AllocationSettings) 
     program = _program(neighbourhood)
     solved = _slot_counts_exact(program, settings, settings.neighbourhood_time_limit_seconds)
     if solved is None:
-        return assigned
+        return assigned, True
     candidate = fixed
-    slot_counts = solved[0]
+    slot_counts, _, limited = solved
     candidate[reopened] = _assign(neighbourhood, program, slot_counts)
-    return candidate if _objective(model, candidate) > _objective(model, assigned) else assigned
+    better = _objective(model, candidate) > _objective(model, assigned)
+    return (candidate if better else assigned), limited
 
 
 def _solve(model: _Model, settings: AllocationSettings) -> tuple[np.ndarray, str, float]:
@@ -396,15 +400,19 @@ def _solve(model: _Model, settings: AllocationSettings) -> tuple[np.ndarray, str
     if model.n <= settings.exact_max_accounts:
         solved = _slot_counts_exact(program, settings, settings.time_limit_seconds)
         if solved is not None:
-            slot_counts, milp_bound = solved
-            return _assign(model, program, slot_counts), "milp", min(bound, milp_bound)
+            slot_counts, milp_bound, limited = solved
+            method = "milp, time limit reached" if limited else "milp"
+            return _assign(model, program, slot_counts), method, min(bound, milp_bound)
     assigned = _assign(model, program, np.floor(relaxed_k + _INTEGRAL))
+    method = "lp rounding + neighbourhood milp"
     for _ in range(settings.neighbourhood_rounds):
-        improved = _improve(model, assigned, settings)
+        improved, limited = _improve(model, assigned, settings)
+        if limited:
+            method = f"{method}, time limit reached"
         if improved is assigned:
             break
         assigned = improved
-    return assigned, "lp rounding + neighbourhood milp", bound
+    return assigned, method, bound
 
 
 def _current_is_feasible(model: _Model) -> tuple[bool, list[int], int]:
