@@ -221,7 +221,7 @@ def _solve_lp(program: _Program, upper: np.ndarray, with_capacities: bool) -> An
 
 
 def _slot_counts_exact(
-    program: _Program, settings: AllocationSettings, time_limit: float
+    program: _Program, gap: float, time_limit: float
 ) -> tuple[np.ndarray, float, bool] | None:
     """k from the MILP with integer k: (k, the solver's dual bound, whether the time limit
     stopped it), None without a solution."""
@@ -236,7 +236,7 @@ def _slot_counts_exact(
         constraints=LinearConstraint(matrix, lower, upper),
         integrality=integrality,
         bounds=Bounds(np.zeros(size), program.upper),
-        options={"mip_rel_gap": settings.mip_rel_gap, "time_limit": time_limit},
+        options={"mip_rel_gap": gap, "time_limit": time_limit},
     )
     if result.x is None:
         return None
@@ -379,7 +379,9 @@ def _improve(
         settings,
     )
     program = _program(neighbourhood)
-    solved = _slot_counts_exact(program, settings, settings.neighbourhood_time_limit_seconds)
+    solved = _slot_counts_exact(
+        program, settings.neighbourhood_mip_rel_gap, settings.neighbourhood_time_limit_seconds
+    )
     if solved is None:
         return assigned, True
     candidate = fixed
@@ -398,7 +400,7 @@ def _solve(model: _Model, settings: AllocationSettings) -> tuple[np.ndarray, str
     if np.all(np.abs(relaxed_k - np.round(relaxed_k)) <= _INTEGRAL):
         return _assign(model, program, np.round(relaxed_k)), "lp (integral)", bound
     if model.n <= settings.exact_max_accounts:
-        solved = _slot_counts_exact(program, settings, settings.time_limit_seconds)
+        solved = _slot_counts_exact(program, settings.mip_rel_gap, settings.time_limit_seconds)
         if solved is not None:
             slot_counts, milp_bound, limited = solved
             method = "milp, time limit reached" if limited else "milp"

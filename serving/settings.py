@@ -253,8 +253,14 @@ class AllocationSettings(_Settings):
         "rounded LP solution (each keeps its result only when it is better)",
     )
     time_limit_seconds: float = Field(60.0, gt=0, description="Time limit of the exact MILP")
+    neighbourhood_mip_rel_gap: float = Field(
+        1e-3,
+        ge=0,
+        description="Relative gap of each neighbourhood MILP (of the neighbourhood's value, a "
+        "small part of the portfolio's)",
+    )
     neighbourhood_time_limit_seconds: float = Field(
-        10.0,
+        20.0,
         gt=0,
         description="Time limit of each neighbourhood MILP (on expiry its best solution is "
         "used when it improves, else the rounded one)",
