@@ -125,6 +125,9 @@ class TargetResult:
     gate: GateDecision | None = None
     # the evaluation rows: keys (account_id, and as_of for snapshots), label, p
     evaluation: pd.DataFrame | None = None
+    # What logging needs (evaluation features, labels and scores among it), so that
+    # `log_target` and `gate_target` can log, register and gate a result later.
+    record: TrainingRecord | None = None
 
     @property
     def model_version(self) -> str | None:
@@ -320,10 +323,7 @@ def _train_target(
         data=data,
         duration_seconds=0.0,
         evaluation=evaluation_keys.reset_index(drop=True).assign(label=y_eval, p=p_eval),
-    )
-    if settings.track:
-        emit(ProgressEvent("logging", target))
-        record = TrainingRecord(
+        record=TrainingRecord(
             target=target,
             model=model,
             metrics=metrics,
@@ -343,32 +343,95 @@ def _train_target(
                 "gate.auc_tolerance": settings.gate.auc_tolerance,
             },
             input_example=X_eval,
-        )
-        result.logged = log_training_run(
-            record,
-            register=settings.register,
-            prefix=settings.model_prefix,
-            uri=settings.tracking_uri,
-        )
-        if settings.register and settings.promote and result.logged.version is not None:
-            emit(ProgressEvent("gate", target))
-            result.gate = apply_champion_gate(
-                target,
-                result.logged.version,
-                X_eval,
-                y_eval,
-                p_eval,
-                evaluation=str(data.get("evaluation", "")),
-                prefix=settings.model_prefix,
-                uri=settings.tracking_uri,
-                settings=settings.gate,
-            )
+        ),
+    )
+    if settings.track:
+        log_target(result, settings, progress)
     result.duration_seconds = time.perf_counter() - started
     emit(ProgressEvent("done", target))
     return result
 
 
+def log_target(
+    result: TargetResult, settings: TrainingSettings, progress: ProgressHook | None = None
+) -> TargetResult:
+    """Log a trained target to MLflow, as `portfolio train` does after fitting.
+
+    Registers a new version when `settings.register`, then passes it through
+    the champion gate (`gate_target`) when `settings.promote`. A result trained
+    with `track=False` (e.g. a challenger in a notebook) can be logged later.
+    """
+    emit = progress or (lambda event: None)
+    if result.record is None:
+        raise TrainingError(f"the {result.target} result holds no training record to log")
+    if result.logged is not None:
+        raise TrainingError(
+            f"the {result.target} model is already logged (run {result.logged.run_id})"
+        )
+    emit(ProgressEvent("logging", result.target))
+    result.logged = log_training_run(
+        result.record,
+        register=settings.register,
+        prefix=settings.model_prefix,
+        uri=settings.tracking_uri,
+    )
+    if settings.register and settings.promote and result.logged.version is not None:
+        emit(ProgressEvent("gate", result.target))
+        gate_target(result, settings)
+    return result
+
+
+def gate_target(result: TargetResult, settings: TrainingSettings) -> GateDecision:
+    """The champion gate on the result's own evaluation rows; may move `@champion`.
+
+    The call `portfolio train` makes (`training.registry.apply_champion_gate`):
+    the current champion is re-scored on the rows the new version was evaluated
+    on; the decision is tagged on the version and a pass promotes it.
+    """
+    if result.logged is None or result.logged.version is None:
+        raise TrainingError(
+            f"the {result.target} model has no registered version: register it first "
+            "(log_target with register=True)"
+        )
+    if result.record is None:
+        raise TrainingError(f"the {result.target} result holds no evaluation rows")
+    record = result.record
+    result.gate = apply_champion_gate(
+        result.target,
+        result.logged.version,
+        record.input_example,
+        np.asarray(record.evaluation_labels),
+        np.asarray(record.evaluation_scores["model"]),
+        evaluation=str(result.data.get("evaluation", "")),
+        prefix=settings.model_prefix,
+        uri=settings.tracking_uri,
+        settings=settings.gate,
+    )
+    return result.gate
+
+
 # ------------------------------------------------------------------ entry points
+
+
+def _panel_at(panel: pd.DataFrame, dates: Sequence[pd.Timestamp]) -> pd.DataFrame:
+    """The rows of a given training panel at `dates`; every date must be in it."""
+    from features import LABEL_COLUMNS
+
+    absent = [c for c in ("account_id", "as_of", *LABEL_COLUMNS) if c not in panel.columns]
+    if absent:
+        raise TrainingError(
+            f"the given panel has no {', '.join(absent)} column(s): build it with "
+            "features.build_training_panel"
+        )
+    as_of_column = pd.to_datetime(panel["as_of"])
+    missing = sorted(set(dates) - set(as_of_column.unique()))
+    if missing:
+        raise TrainingError(
+            f"the given panel has no rows at {len(missing)} snapshot(s) the split needs: "
+            f"{', '.join(str(day.date()) for day in missing)}; build it over "
+            "features.default_snapshot_dates(tables, as_of, horizon_days)"
+        )
+    return panel[as_of_column.isin(dates)].reset_index(drop=True)
 
 
 def train_from_sources(
@@ -378,8 +441,14 @@ def train_from_sources(
     target: TargetChoice | str = "all",
     settings: TrainingSettings | None = None,
     progress: ProgressHook | None = None,
+    panel: pd.DataFrame | None = None,
 ) -> TrainingResult:
-    """Train, evaluate, log and gate churn and/or upsell models on contract tables."""
+    """Train, evaluate, log and gate churn and/or upsell models on contract tables.
+
+    `panel`: a training panel already built from these tables with the same
+    horizon (`features.build_training_panel`); the snapshots the split needs
+    are taken from it instead of being rebuilt.
+    """
     from features import (
         FEATURE_SET_NAME,
         FEATURE_SET_VERSION,
@@ -400,7 +469,10 @@ def train_from_sources(
     split = split_snapshots(dates, horizon_days, settings.calibration_snapshots)
     used = sorted({*split.train, *split.calibration, split.evaluation})
     emit(ProgressEvent("panel", None, 0, len(used), f"{len(used)} snapshots"))
-    panel = build_training_panel(tables, used, horizon_days)
+    if panel is None:
+        panel = build_training_panel(tables, used, horizon_days)
+    else:
+        panel = _panel_at(panel, used)
     if panel.empty:
         raise TrainingError("the training panel is empty: no active account at any snapshot")
     features = feature_columns(panel)
@@ -638,6 +710,8 @@ __all__ = [
     "TrainingError",
     "TrainingResult",
     "TrainingSettings",
+    "gate_target",
+    "log_target",
     "score_table",
     "split_snapshots",
     "train_from_sources",

@@ -1,0 +1,109 @@
+"""Training without tracking, then logging, registering and gating the result later.
+
+`train_from_sources(..., panel=...)` reuses a panel that was already built;
+`log_target` and `gate_target` are the steps `portfolio train` runs after
+fitting, callable on a result trained with `track=False` (the notebooks'
+challenger flow).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import build_training_panel, default_snapshot_dates
+from features.synthetic import GeneratorSettings, generate_portfolio
+from training.pipeline import (
+    TrainingError,
+    TrainingSettings,
+    gate_target,
+    log_target,
+    train_from_sources,
+)
+from training.registry import champion_version, list_versions
+from training.tuning import TuningSettings
+
+HORIZON = 90
+pytestmark = pytest.mark.slow  # trains small models and logs to a SQLite MLflow store
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return generate_portfolio(GeneratorSettings(n_accounts=150, months=18, seed=3)).tables
+
+
+@pytest.fixture(scope="module")
+def panel(tables):
+    return build_training_panel(tables, default_snapshot_dates(tables, None, HORIZON), HORIZON)
+
+
+def _settings(**changes) -> TrainingSettings:
+    quick = TuningSettings(n_trials=1, timeout_seconds=30, max_rounds=60)
+    return TrainingSettings(tuning=quick, **{"track": False, **changes})
+
+
+@pytest.fixture(scope="module")
+def untracked(tables, panel):
+    return train_from_sources(
+        tables, horizon_days=HORIZON, target="churn", settings=_settings(), panel=panel
+    )
+
+
+def test_a_given_panel_trains_the_same_model_as_a_rebuilt_one(tables, untracked):
+    rebuilt = train_from_sources(tables, horizon_days=HORIZON, target="churn", settings=_settings())
+    given, built = untracked.targets["churn"], rebuilt.targets["churn"]
+    assert given.data == built.data
+    assert given.metrics == pytest.approx(built.metrics, nan_ok=True)
+    pd.testing.assert_frame_equal(given.evaluation, built.evaluation)
+
+
+def test_a_panel_without_the_needed_snapshots_is_a_clear_error(tables, panel):
+    last = panel["as_of"].max()
+    with pytest.raises(TrainingError, match=rf"no rows at 1 snapshot.*{last.date()}"):
+        train_from_sources(
+            tables,
+            horizon_days=HORIZON,
+            target="churn",
+            settings=_settings(),
+            panel=panel[panel["as_of"] < last],
+        )
+    with pytest.raises(TrainingError, match="no churn"):
+        train_from_sources(
+            tables,
+            horizon_days=HORIZON,
+            target="churn",
+            settings=_settings(),
+            panel=panel.drop(columns=["churn"]),
+        )
+
+
+def test_untracked_result_keeps_what_logging_needs(untracked):
+    result = untracked.targets["churn"]
+    assert result.logged is None and result.gate is None
+    record = result.record
+    assert record is not None
+    assert len(record.input_example) == len(result.evaluation)
+    np.testing.assert_array_equal(record.evaluation_labels, result.evaluation["label"])
+    np.testing.assert_allclose(record.evaluation_scores["model"], result.evaluation["p"])
+
+
+def test_log_register_then_gate_later(untracked, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = untracked.targets["churn"]
+    with pytest.raises(TrainingError, match="no registered version"):
+        gate_target(result, _settings(tracking_uri=uri))
+
+    log_target(result, _settings(track=True, register=True, promote=False, tracking_uri=uri))
+    assert result.model_version == "1"
+    assert result.gate is None
+    assert champion_version("churn", uri=uri) is None  # registered, not promoted
+    with pytest.raises(TrainingError, match="already logged"):
+        log_target(result, _settings(track=True, tracking_uri=uri))
+
+    decision = gate_target(result, _settings(tracking_uri=uri))
+    assert decision.promote and decision.reason == "no champion yet"
+    assert champion_version("churn", uri=uri) == "1"
+    (version,) = list_versions(uri=uri, targets=("churn",))
+    assert version.tags["gate.decision"] == "promoted"
+    assert version.tags["evaluation"] == result.data["evaluation"]
