@@ -784,9 +784,13 @@ class SnapshotStateSource:
         return state
 
 
-def build_runtime(settings: ServiceSettings) -> ScoringRuntime[ScoringState]:
-    """The runtime for `settings` (not started)."""
-    champions = BundledChampions() if settings.model_source == "bento" else RegistryChampions()
+def build_runtime(
+    settings: ServiceSettings, in_bento: bool = False
+) -> ScoringRuntime[ScoringState]:
+    """The runtime for `settings` (not started); packaged champions when running from a bento
+    unless `PORTFOLIO_MODEL_SOURCE` says otherwise."""
+    source = settings.model_source or ("bento" if in_bento else "registry")
+    champions = BundledChampions() if source == "bento" else RegistryChampions()
     return ScoringRuntime(
         SnapshotStateSource(settings, champions),
         reload_seconds=settings.reload_seconds,

@@ -13,7 +13,7 @@ process; a container sets them directly. Every variable has a default.
 | `PORTFOLIO_SNAPSHOT` | unset | a run folder whose `features.parquet` answers lookups by id (fixed) |
 | `PORTFOLIO_RUNS_ROOT` | `<repo>/runs` | without `PORTFOLIO_SNAPSHOT`: the latest completed run under it |
 | `PORTFOLIO_TOP_REASONS` | 3 | reasons returned per score |
-| `PORTFOLIO_MODEL_SOURCE` | `registry` | `registry`: resolve `models:/<name>@champion` in MLflow; `bento`: the models packaged in the bento |
+| `PORTFOLIO_MODEL_SOURCE` | auto | `registry`: resolve `models:/<name>@champion` in MLflow; `bento`: the models packaged in the bento; unset: `bento` when the service runs from a bento, else `registry` |
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ServiceSettings:
     snapshot_dir: Path | None = None
     runs_root: Path | None = None
     top_reasons: int = 3
-    model_source: ModelSource = "registry"
+    model_source: ModelSource | None = None  # None: decided by where the service runs
 
     def __post_init__(self) -> None:
         checks = (
@@ -72,7 +72,7 @@ class ServiceSettings:
         for name, value, minimum in checks:
             if value < minimum:
                 raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-        if self.model_source not in MODEL_SOURCES:
+        if self.model_source is not None and self.model_source not in MODEL_SOURCES:
             raise SettingsError(
                 f"{ENV_MODEL_SOURCE} must be one of {list(MODEL_SOURCES)}, got {self.model_source!r}"
             )
@@ -107,7 +107,7 @@ class ServiceSettings:
             snapshot_dir=path(ENV_SNAPSHOT),
             runs_root=path(ENV_RUNS_ROOT),
             top_reasons=read(ENV_TOP_REASONS, int, defaults.top_reasons),
-            model_source=env.get(ENV_MODEL_SOURCE, "").strip() or defaults.model_source,  # type: ignore[arg-type]
+            model_source=env.get(ENV_MODEL_SOURCE, "").strip() or None,  # type: ignore[arg-type]
         )
 
     def to_env(self) -> dict[str, str]:
@@ -118,8 +118,9 @@ class ServiceSettings:
             ENV_RELOAD_SECONDS: str(self.reload_seconds),
             ENV_RETRY_SECONDS: str(self.retry_seconds),
             ENV_TOP_REASONS: str(self.top_reasons),
-            ENV_MODEL_SOURCE: self.model_source,
         }
+        if self.model_source is not None:
+            env[ENV_MODEL_SOURCE] = self.model_source
         if self.api_key:
             env[ENV_API_KEY] = self.api_key
         if self.snapshot_dir is not None:

@@ -52,7 +52,7 @@ class PortfolioService:
         configure_registry_client()
         self.settings = ServiceSettings.from_env()
         self.metrics = ServiceMetrics.create()
-        self.runtime = build_runtime(self.settings)
+        self.runtime = build_runtime(self.settings, in_bento=PortfolioService.bento is not None)
         self.runtime.start()
 
     @bentoml.on_shutdown

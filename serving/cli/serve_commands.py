@@ -77,3 +77,22 @@ def serve_command(
     except LaunchError as error:
         raise fail(str(error)) from None
     raise typer.Exit(code)
+
+
+@app.command("package")
+def package_command() -> None:
+    """Build the service's bento: the @champion models and the locked dependencies inside.
+
+    Run `bentoml containerize <tag>` on the printed tag for a container image.
+    """
+    from serving.packaging import PackagingError, package_service
+    from training.registry import ChampionNotFound
+
+    try:
+        result = package_service()
+    except (PackagingError, ChampionNotFound) as error:
+        raise fail(str(error)) from None
+    console.print(
+        f"built bento {result.bento_tag} with models {', '.join(result.models)} "
+        f"(dependencies: {result.requirements}); container: bentoml containerize {result.bento_tag}"
+    )
