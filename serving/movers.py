@@ -100,9 +100,9 @@ def find_movers(
     """The largest changes of p_churn and of p_upsell since the previous run.
 
     Returns {available, reason, previous_as_of, accounts_compared, new_accounts,
-    departed_accounts, churn: [...], upsell: [...]}; each mover has its previous and
-    current scores, the change, and `features` (the largest feature changes, empty when
-    no feature snapshots are given).
+    departed_accounts, churn: [...], upsell: [...]}; each mover is {account_id, previous,
+    current, change, features} for the list's score (p_churn or p_upsell), `features`
+    being the largest feature changes (empty when no feature snapshots are given).
     """
     if previous_scores is None:
         return {
@@ -137,8 +137,8 @@ def find_movers(
     def entry(row: Any, target: str) -> dict[str, Any]:
         return {
             "account_id": row.account_id,
-            f"p_{target}_previous": round(float(getattr(row, f"p_{target}_previous")), _DECIMALS),
-            f"p_{target}": round(float(getattr(row, f"p_{target}")), _DECIMALS),
+            "previous": round(float(getattr(row, f"p_{target}_previous")), _DECIMALS),
+            "current": round(float(getattr(row, f"p_{target}")), _DECIMALS),
             "change": round(float(getattr(row, f"p_{target}_change")), _DECIMALS),
             "features": reasons[row.account_id],
         }

@@ -36,7 +36,13 @@ def test_movers_rank_by_absolute_change():
         ("A", pytest.approx(0.4)),
         ("B", pytest.approx(-0.1)),
     ]
-    assert movers["churn"][0]["p_churn_previous"] == 0.1 and movers["churn"][0]["p_churn"] == 0.5
+    assert movers["churn"][0] == {
+        "account_id": "A",
+        "previous": 0.1,
+        "current": 0.5,
+        "change": 0.4,
+        "features": [],
+    }
     assert [(m["account_id"], m["change"]) for m in movers["upsell"]] == [("B", pytest.approx(0.5))]
     assert movers["upsell"][0]["features"] == []
 
