@@ -49,18 +49,14 @@ import sqlglot
 from sqlglot import exp
 
 from features.build import (
-    RECORDED_DATES,
     AsOf,
-    DataPeriod,
     FeatureError,
+    FeatureSession,
     check_as_of,
     compile_feature_sql,
-    data_period,
-    included_features,
     to_feature_dtypes,
-    typed_contract_tables,
 )
-from features.contract import CONTRACT, REVENUE_TABLES, ColumnType
+from features.contract import CONTRACT, ColumnType, Tables
 from features.definitions import FEATURES
 
 if TYPE_CHECKING:
@@ -244,13 +240,6 @@ def to_spark_sql(duckdb_sql: str, views: Mapping[str, str] | None = None) -> str
     return tree.transform(rewrite).sql(dialect="spark")
 
 
-def spark_feature_sql(
-    columns: Mapping[str, set[str]], as_of: AsOf, views: Mapping[str, str] | None = None
-) -> str:
-    """The feature query of `features.build.compile_feature_sql`, as Spark SQL."""
-    return to_spark_sql(compile_feature_sql(columns, as_of), views)
-
-
 # ---------------------------------------------------------------- contract tables as views
 
 
@@ -326,32 +315,6 @@ def register_contract_views(
     return ContractViews(views, columns)
 
 
-def spark_data_period(tables: Mapping[str, SparkDataFrame]) -> DataPeriod:
-    """`features.build.data_period` for Spark DataFrames (one aggregation per dated table)."""
-    from pyspark.sql import functions as F
-
-    starts: dict[str, pd.Timestamp] = {}
-    ends: list[pd.Timestamp] = []
-    for name, frame in tables.items():
-        spec = CONTRACT.get(name)
-        if spec is None or spec.event_date is None:
-            continue
-        column = RECORDED_DATES.get(name, spec.event_date)
-        if column not in frame.columns:
-            continue
-        dates = F.col(f"`{column}`").cast("timestamp_ntz")
-        first, last = frame.agg(F.min(dates), F.max(dates)).first()
-        if first is not None:
-            starts[name] = pd.Timestamp(first)
-            ends.append(pd.Timestamp(last))
-    if not starts:
-        raise FeatureError(
-            "the tables hold no dated rows: features need at least one row in "
-            f"{' or '.join(REVENUE_TABLES)}"
-        )
-    return DataPeriod(min(starts.values()), max(ends), starts)
-
-
 # ---------------------------------------------------------------- features on Spark
 
 
@@ -377,38 +340,24 @@ class SparkFeatures:
     sql: str
 
 
-def plan_account_features(
-    spark: SparkSession, tables: Mapping[str, pd.DataFrame | SparkDataFrame], as_of: AsOf
-) -> SparkFeatures:
+def plan_account_features(spark: SparkSession, tables: Tables, as_of: AsOf) -> SparkFeatures:
     """The feature frame at `as_of` as a Spark DataFrame, for callers that stay on Spark.
 
-    pandas tables are typed and checked like the local engine does (FeatureError
-    naming table, column and rows); Spark DataFrames are cast to the contract
-    types. The as-of date must lie within the data. The frame has the
-    columns and the row order of `build_account_features`; run it with the
-    session time zone set to UTC (`utc_session`).
+    The tables are typed and checked, the as-of date checked and the query
+    compiled exactly as the local engine does (`features.build.FeatureSession`:
+    FeatureError naming table, column and rows, or the as-of date outside the
+    data); Spark runs the transpiled query. The frame has the columns and row
+    order of `build_account_features`.
     """
-    frames = {name: frame for name, frame in tables.items() if name != "account_managers"}
-    pandas_frames = {n: f for n, f in frames.items() if isinstance(f, pd.DataFrame)}
-    spark_frames = {n: f for n, f in frames.items() if not isinstance(f, pd.DataFrame)}
-    typed = typed_contract_tables(pandas_frames) if pandas_frames else {}
+    with FeatureSession(tables) as session:
+        day = check_as_of(session.period, as_of)
+        duckdb_sql = compile_feature_sql(session.columns, day, session.unknown_columns(day))
+        specs = session.features
+        typed = session.tables
     with utc_session(spark):
-        if spark_frames:
-            # Mixed or Spark-only input: the data period is computed on Spark.
-            spark_frames = {
-                **{name: to_spark_frame(spark, name, frame) for name, frame in typed.items()},
-                **spark_frames,
-            }
-            period = spark_data_period(spark_frames)
-            inputs: Mapping[str, pd.DataFrame | SparkDataFrame] = spark_frames
-        else:
-            period = data_period(typed)
-            inputs = typed
-        day = check_as_of(period, as_of)
-        views = register_contract_views(spark, inputs)
+        views = register_contract_views(spark, typed)
         try:
-            specs = included_features(views.columns)
-            sql = spark_feature_sql(views.columns, day, views.views)
+            sql = to_spark_sql(duckdb_sql, views.views)
             frame = spark.sql(sql)  # analysed now: the plan holds the views' definitions
         finally:
             views.drop(spark)
@@ -424,9 +373,7 @@ def collect_features(planned: SparkFeatures) -> pd.DataFrame:
     return to_feature_dtypes(result, [FEATURES[name] for name in planned.feature_names])
 
 
-def spark_account_features(
-    spark: SparkSession, tables: Mapping[str, pd.DataFrame | SparkDataFrame], as_of: AsOf
-) -> pd.DataFrame:
+def spark_account_features(spark: SparkSession, tables: Tables, as_of: AsOf) -> pd.DataFrame:
     """`build_account_features` computed by Spark: the same columns, rows, order and dtypes."""
     planned = plan_account_features(spark, tables, as_of)
     features = collect_features(planned)
@@ -437,7 +384,7 @@ def spark_account_features(
 
 
 def build_account_features_on_spark(
-    tables: Mapping[str, pd.DataFrame | SparkDataFrame],
+    tables: Tables,
     as_of: AsOf,
     master: str | None = None,
     spark: SparkSession | None = None,
@@ -488,8 +435,6 @@ __all__ = [
     "register_contract_views",
     "resolve_master",
     "spark_account_features",
-    "spark_data_period",
-    "spark_feature_sql",
     "spark_session",
     "to_spark_sql",
 ]

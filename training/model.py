@@ -510,12 +510,23 @@ class CalibratedBoostedClassifier(ClassifierMixin, BaseEstimator):
         for path in (booster_path, json_path):
             if not path.is_file():
                 raise FileNotFoundError(f"model file missing: {path}")
-        state = json.loads(json_path.read_text(encoding="utf-8"))
+        return cls.from_strings(
+            booster_path.read_text(encoding="utf-8"),
+            json_path.read_text(encoding="utf-8"),
+            source=str(json_path),
+        )
+
+    @classmethod
+    def from_strings(
+        cls, booster_text: str, model_json: str, source: str = MODEL_JSON_FILE
+    ) -> CalibratedBoostedClassifier:
+        """A model from the contents of `booster.txt` and `model.json` (e.g. sent to Spark workers)."""
+        state = json.loads(model_json)
         if state.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{json_path} is not a {MODEL_FORMAT} model")
+            raise ValueError(f"{source} is not a {MODEL_FORMAT} model")
         if state.get("format_version", 0) > MODEL_FORMAT_VERSION:
             raise ValueError(
-                f"{json_path} has format version {state['format_version']}; "
+                f"{source} has format version {state['format_version']}; "
                 f"this code reads up to {MODEL_FORMAT_VERSION}"
             )
         model = cls(**state["params"])
@@ -526,7 +537,7 @@ class CalibratedBoostedClassifier(ClassifierMixin, BaseEstimator):
         model.feature_names_in_ = np.asarray(model.feature_names_, dtype=object)
         model.n_features_in_ = len(model.feature_names_)
         model.classes_ = np.array([0, 1])
-        model.booster_ = lgb.Booster(model_str=booster_path.read_text(encoding="utf-8"))
+        model.booster_ = lgb.Booster(model_str=booster_text)
         model.calibrator_ = state["calibrator"]
         model.reference_ = state["reference"]
         model.metadata_ = state.get("metadata", {})
