@@ -73,8 +73,12 @@ class TrainingSettings:
     tuning: TuningSettings = field(default_factory=TuningSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     calibration: CalibrationMethod = "auto"
-    # time split: monthly snapshots, the latest `max_snapshots` of them
+    # time split: snapshots every `snapshot_freq` (monthly), the latest
+    # `max_snapshots` of them; when the history gives fewer than `min_snapshots`,
+    # the finer `fallback_freqs` are tried in turn (short histories such as CDNOW)
     snapshot_freq: str = "MS"
+    fallback_freqs: tuple[str, ...] = ("SMS", "W-MON")
+    min_snapshots: int = 8
     max_snapshots: int | None = 24
     calibration_snapshots: int = 3
     # flat tables: share held out for evaluation
@@ -463,7 +467,10 @@ def train_from_sources(
     targets = _targets(target)
     if horizon_days < 1:
         raise TrainingError("--horizon-days must be at least 1")
-    dates = default_snapshot_dates(tables, as_of, horizon_days, freq=settings.snapshot_freq)
+    for freq in (settings.snapshot_freq, *settings.fallback_freqs):
+        dates = default_snapshot_dates(tables, as_of, horizon_days, freq=freq)
+        if len(dates) >= settings.min_snapshots:
+            break
     if settings.max_snapshots is not None:
         dates = dates[-settings.max_snapshots :]
     split = split_snapshots(dates, horizon_days, settings.calibration_snapshots)
@@ -492,6 +499,7 @@ def train_from_sources(
         "calibration": _span(split.calibration),
         "evaluation": f"snapshot {split.evaluation.date()}",
         "split": split.note,
+        "snapshot_frequency": freq,
         "rows_train": len(folds["train"]),
         "rows_calibration": len(folds["calibration"]),
         "rows_evaluation": len(folds["evaluation"]),
