@@ -40,6 +40,7 @@ from serving.portfolio_inputs import PortfolioInputError, require_columns
 from serving.settings import SENIORITIES, TIERS, AllocationSettings
 
 _INTEGRAL = 1e-6
+_TIE_BREAK = 1e-6  # of the mean priority
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,11 @@ def _build_model(
     owner_factor = np.where(owner >= 0, factors[tier, owner_seniority], 0.0)
     stay_allowed = (owner >= 0) & (owner_factor > 0)
     bonus = np.maximum(settings.continuity_share * priority, settings.continuity_min_gain)
-    value_stay = np.where(stay_allowed, priority * owner_factor + bonus, 0.0)
+    # Ties (e.g. an account of priority 0) go to keeping the owner, then to assigning
+    # someone, rather than to leaving the account unassigned. Solver costs only: reported
+    # values leave the tie-break out.
+    tie = _TIE_BREAK * max(1.0, float(priority.mean()) if len(priority) else 1.0)
+    value_stay = np.where(stay_allowed, priority * owner_factor + bonus + 2 * tie, 0.0)
     present = np.bincount(seniority, minlength=len(SENIORITIES)) > 0
     pools: list[tuple[int, float, np.ndarray]] = []
     pool_of_y, account_of_y, value_y = [], [], []
@@ -110,7 +115,7 @@ def _build_model(
             pools.append((t, factor, np.isin(seniority, seniorities)))
             pool_of_y.append(np.full(len(members), len(pools) - 1))
             account_of_y.append(members)
-            value_y.append(priority[members] * factor)
+            value_y.append(priority[members] * factor + tie)
     slot_allowed = factors[:, seniority].T > 0 if m else np.zeros((0, len(TIERS)), dtype=bool)
     return _Model(
         priority=priority,
@@ -445,6 +450,8 @@ def allocate_accounts(
             f"scores: column 'tier' must be one of {list(TIERS)}; account_id "
             f"{list(scores.loc[unknown_tiers, 'account_id'].astype(str).head(5))}"
         )
+    if account_managers.empty:
+        raise PortfolioInputError("account_managers: the table has no manager to allocate to")
     managers = account_managers.sort_values("owner_id", kind="stable").reset_index(drop=True)
     manager_index = {str(o): j for j, o in enumerate(managers["owner_id"])}
     accounts = scores.assign(account_id=scores["account_id"].astype(str)).sort_values(
@@ -453,7 +460,9 @@ def allocate_accounts(
     priority = accounts["priority"].to_numpy(dtype="float64").clip(min=0.0)
     tier = accounts["tier"].map({t: c for c, t in enumerate(TIERS)}).to_numpy(dtype=int)
     owner_ids = accounts["owner_id"].astype("string")
-    owner = np.array([manager_index.get(str(o), -1) if pd.notna(o) else -1 for o in owner_ids])
+    owner = np.array(
+        [manager_index.get(str(o), -1) if pd.notna(o) else -1 for o in owner_ids], dtype=int
+    )
     seniority = (
         managers["seniority"].map({s: c for c, s in enumerate(SENIORITIES)}).to_numpy(dtype=int)
     )
@@ -480,7 +489,6 @@ def allocate_accounts(
         accounts,
         managers,
         model,
-        priority,
         assigned,
         settings,
         {
@@ -498,34 +506,28 @@ def _result(
     accounts: pd.DataFrame,
     managers: pd.DataFrame,
     model: _Model,
-    priority: np.ndarray,
     assigned: np.ndarray,
     settings: AllocationSettings,
     solver: dict[str, Any],
 ) -> AllocationResult:
-    factors = np.array([[settings.match_factors[t][s] for s in SENIORITIES] for t in TIERS])
-    seniority = (
-        managers["seniority"].map({s: c for c, s in enumerate(SENIORITIES)}).to_numpy(dtype=int)
-    )
     owner_ids = managers["owner_id"].astype(str).to_numpy()
+    seniority_names = np.array(SENIORITIES)[model.seniority] if model.m else np.array([])
 
     def realised(index: np.ndarray) -> np.ndarray:
-        known = index >= 0
-        factor = np.where(known, factors[model.tier, seniority[np.maximum(index, 0)]], 0.0)
-        return priority * factor
+        factor = model.factors[model.tier, model.seniority[np.maximum(index, 0)]] if model.m else 0
+        return np.where(index >= 0, model.priority * factor, 0.0)
 
     def labels(index: np.ndarray, names: np.ndarray) -> pd.Series:
         values = np.where(index >= 0, names[np.maximum(index, 0)] if len(names) else "", None)
         return pd.Series(values, index=accounts.index, dtype="string")
 
-    seniority_names = np.array(SENIORITIES)[seniority] if len(seniority) else np.array([])
     value_current, value_assigned = realised(model.owner), realised(assigned)
     current_owner = accounts["owner_id"].astype("string")
     assignments = pd.DataFrame(
         {
             "account_id": accounts["account_id"].to_numpy(),
             "tier": accounts["tier"].astype("string").to_numpy(),
-            "priority": priority,
+            "priority": model.priority,
             "current_owner_id": current_owner.to_numpy(),
             "current_seniority": labels(model.owner, seniority_names).to_numpy(),
             "assigned_owner_id": labels(assigned, owner_ids).to_numpy(),
@@ -539,7 +541,8 @@ def _result(
     assignments["moved"] = (
         assignments["assigned_owner_id"].fillna("") != assignments["current_owner_id"].fillna("")
     ).astype(bool)
-    hours = model.hours[model.tier]
+    accounts_current, hours_current = _load(model, model.owner)
+    accounts_assigned, hours_assigned = _load(model, assigned)
     load = pd.DataFrame(
         {
             "owner_id": owner_ids,
@@ -547,14 +550,10 @@ def _result(
             "seniority": seniority_names,
             "capacity_accounts": managers["capacity_accounts"].to_numpy(dtype="float64"),
             "capacity_hours": managers["capacity_hours"].to_numpy(dtype="float64"),
-            "accounts_current": np.bincount(model.owner[model.owner >= 0], minlength=model.m),
-            "hours_current": np.bincount(
-                model.owner[model.owner >= 0], weights=hours[model.owner >= 0], minlength=model.m
-            ),
-            "accounts_assigned": np.bincount(assigned[assigned >= 0], minlength=model.m),
-            "hours_assigned": np.bincount(
-                assigned[assigned >= 0], weights=hours[assigned >= 0], minlength=model.m
-            ),
+            "accounts_current": accounts_current.astype(int),
+            "hours_current": hours_current,
+            "accounts_assigned": accounts_assigned.astype(int),
+            "hours_assigned": hours_assigned,
             "value_assigned": np.bincount(
                 assigned[assigned >= 0], weights=value_assigned[assigned >= 0], minlength=model.m
             ),

@@ -310,3 +310,18 @@ def test_incomplete_match_factors_are_rejected():
 
     with pytest.raises(ValidationError, match="no factor"):
         AllocationSettings(match_factors={t: {"junior": 1.0} for t in TIERS})
+
+
+def test_an_account_worth_nothing_stays_with_its_owner():
+    book = managers_frame([("S", "senior", np.nan, np.nan), ("E", "executive", np.nan, np.nan)])
+    result = allocate_accounts(scores_frame([("A", "strategic", 0.0, "S")]), book, EXACT)
+    assert result.assignments["assigned_owner_id"].tolist() == ["S"]
+    assert result.summary["accounts_moved"] == 0
+
+
+def test_no_accounts_and_no_managers():
+    book = managers_frame([("S", "senior", 1, 1)])
+    empty = allocate_accounts(scores_frame([]), book, EXACT)
+    assert empty.summary["accounts"] == 0 and empty.assignments.empty
+    with pytest.raises(PortfolioInputError, match="no manager"):
+        allocate_accounts(scores_frame([("A", "tech-touch", 1.0, None)]), book.iloc[0:0], EXACT)
