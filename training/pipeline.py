@@ -417,9 +417,11 @@ def gate_target(result: TargetResult, settings: TrainingSettings) -> GateDecisio
 # ------------------------------------------------------------------ entry points
 
 
-def _panel_at(panel: pd.DataFrame, dates: Sequence[pd.Timestamp]) -> pd.DataFrame:
-    """The rows of a given training panel at `dates`; every date must be in it."""
-    from features import LABEL_COLUMNS
+def _panel_over(
+    tables: Tables, panel: pd.DataFrame, dates: Sequence[pd.Timestamp], horizon_days: int
+) -> pd.DataFrame:
+    """A given training panel's rows at `dates`; snapshots it lacks are built from `tables`."""
+    from features import LABEL_COLUMNS, build_training_panel
 
     absent = [c for c in ("account_id", "as_of", *LABEL_COLUMNS) if c not in panel.columns]
     if absent:
@@ -428,14 +430,24 @@ def _panel_at(panel: pd.DataFrame, dates: Sequence[pd.Timestamp]) -> pd.DataFram
             "features.build_training_panel"
         )
     as_of_column = pd.to_datetime(panel["as_of"])
-    missing = sorted(set(dates) - set(as_of_column.unique()))
-    if missing:
+    rows = panel[as_of_column.isin(dates)]
+    present = set(as_of_column.unique())
+    missing = [day for day in dates if day not in present]
+    if not missing:
+        return rows.reset_index(drop=True)
+    logger.info(
+        "building %d snapshot(s) the given panel lacks: %s",
+        len(missing),
+        ", ".join(str(day.date()) for day in missing),
+    )
+    built = build_training_panel(tables, missing, horizon_days)
+    if list(built.columns) != list(panel.columns):
         raise TrainingError(
-            f"the given panel has no rows at {len(missing)} snapshot(s) the split needs: "
-            f"{', '.join(str(day.date()) for day in missing)}; build it over "
-            "features.default_snapshot_dates(tables, as_of, horizon_days)"
+            "the given panel's columns differ from the panel these tables give: build it "
+            "with features.build_training_panel(tables, dates, horizon_days)"
         )
-    return panel[as_of_column.isin(dates)].reset_index(drop=True)
+    both = pd.concat([rows, built], ignore_index=True)
+    return both.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
 
 
 def train_from_sources(
@@ -451,7 +463,7 @@ def train_from_sources(
 
     `panel`: a training panel already built from these tables with the same
     horizon (`features.build_training_panel`); the snapshots the split needs
-    are taken from it instead of being rebuilt.
+    are taken from it, and only those it lacks are built.
     """
     from features import (
         FEATURE_SET_NAME,
@@ -479,7 +491,7 @@ def train_from_sources(
     if panel is None:
         panel = build_training_panel(tables, used, horizon_days)
     else:
-        panel = _panel_at(panel, used)
+        panel = _panel_over(tables, panel, used, horizon_days)
     if panel.empty:
         raise TrainingError("the training panel is empty: no active account at any snapshot")
     features = feature_columns(panel)

@@ -14,6 +14,8 @@ import pytest
 
 from features import build_training_panel, default_snapshot_dates
 from features.synthetic import GeneratorSettings, generate_portfolio
+from training.backtest import backtest_dates, run_backtest, walk_forward_models
+from training.compare import champion_or_none, compare_with_champion
 from training.pipeline import (
     TrainingError,
     TrainingSettings,
@@ -58,16 +60,18 @@ def test_a_given_panel_trains_the_same_model_as_a_rebuilt_one(tables, untracked)
     pd.testing.assert_frame_equal(given.evaluation, built.evaluation)
 
 
-def test_a_panel_without_the_needed_snapshots_is_a_clear_error(tables, panel):
+def test_snapshots_a_given_panel_lacks_are_built(tables, panel, untracked):
     last = panel["as_of"].max()
-    with pytest.raises(TrainingError, match=rf"no rows at 1 snapshot.*{last.date()}"):
-        train_from_sources(
-            tables,
-            horizon_days=HORIZON,
-            target="churn",
-            settings=_settings(),
-            panel=panel[panel["as_of"] < last],
-        )
+    partial = train_from_sources(
+        tables,
+        horizon_days=HORIZON,
+        target="churn",
+        settings=_settings(),
+        panel=panel[panel["as_of"] < last],
+    )
+    pd.testing.assert_frame_equal(
+        partial.targets["churn"].evaluation, untracked.targets["churn"].evaluation
+    )
     with pytest.raises(TrainingError, match="no churn"):
         train_from_sources(
             tables,
@@ -75,6 +79,14 @@ def test_a_panel_without_the_needed_snapshots_is_a_clear_error(tables, panel):
             target="churn",
             settings=_settings(),
             panel=panel.drop(columns=["churn"]),
+        )
+    with pytest.raises(TrainingError, match="columns differ"):
+        train_from_sources(
+            tables,
+            horizon_days=HORIZON,
+            target="churn",
+            settings=_settings(),
+            panel=panel[panel["as_of"] < last].drop(columns=["arr"]),
         )
 
 
@@ -101,9 +113,45 @@ def test_log_register_then_gate_later(untracked, tmp_path):
     with pytest.raises(TrainingError, match="already logged"):
         log_target(result, _settings(track=True, tracking_uri=uri))
 
+    assert champion_or_none("churn", uri=uri) is None
     decision = gate_target(result, _settings(tracking_uri=uri))
     assert decision.promote and decision.reason == "no champion yet"
     assert champion_version("churn", uri=uri) == "1"
     (version,) = list_versions(uri=uri, targets=("churn",))
     assert version.tags["gate.decision"] == "promoted"
     assert version.tags["evaluation"] == result.data["evaluation"]
+    champion = champion_or_none("churn", uri=uri)
+    assert champion is not None and champion.version == "1"
+
+
+def test_challenger_comparison_uses_its_evaluation_rows(untracked):
+    result = untracked.targets["churn"]
+    comparison = compare_with_champion(result, None)
+    assert comparison.evaluation == result.data["evaluation"]
+    pd.testing.assert_frame_equal(
+        comparison.rows[["account_id", "as_of"]], result.evaluation[["account_id", "as_of"]]
+    )
+    np.testing.assert_allclose(comparison.scores["challenger"], result.evaluation["p"])
+    assert comparison.metrics.loc["challenger"].to_dict() == pytest.approx(
+        result.metrics, nan_ok=True
+    )
+
+
+def test_walk_forward_models_only_learn_from_labels_known_at_their_date(tables, panel):
+    dates = backtest_dates(sorted(panel["as_of"].unique()), HORIZON, count=2, step=2)
+    train_at = walk_forward_models(tables, HORIZON, _settings(track=True), panel)
+    trained = {}
+
+    def models_at(day):
+        trained[day] = train_at(day)
+        return trained[day]
+
+    backtest = run_backtest(panel, dates, models_at)
+    assert sorted(trained) == dates
+    for day, models in trained.items():
+        for target in ("churn", "upsell"):
+            evaluated = pd.Timestamp(models[target].metadata["evaluation_as_of"])
+            assert evaluated + pd.Timedelta(days=HORIZON) <= day
+            assert models[target].version == "unregistered"
+    assert backtest.summary["out_of_time"].all()
+    assert len(backtest.summary) == 2 * len(dates)
