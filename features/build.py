@@ -21,6 +21,8 @@ from types import TracebackType
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract import CONTRACT, REVENUE_TABLES, Tables
 from features.definitions import (
@@ -206,11 +208,9 @@ def compile_feature_sql(
     specs = included_features(columns)
     unknown = {table: set(names) for table, names in (unknown or {}).items()}
     families = [q for q in family_queries(columns) if any(s.family == q.family for s in specs)]
+    _check_unique_names(families, specs)
     ctes: list[str] = []
     for query in families:
-        names = [name for block in query.blocks for name in block.aggregates]
-        if len(names) != len(set(names)):
-            raise ValueError(f"family {query.family!r} repeats an aggregate name")
         for block in query.blocks:
             aggregates = ", ".join(f"{sql} AS {name}" for name, sql in block.aggregates.items())
             ctes.append(
@@ -222,29 +222,41 @@ def compile_feature_sql(
                 f"spine AS (SELECT account_id, arr FROM {_block_name(query, 'arr')} "
                 f"WHERE arr > {ARR_EPSILON})"
             )
-    for query in families:
-        outputs = ", ".join(
-            f"{_output_sql(spec, bool(set(spec.requires) & unknown.get(query.source, set())))} "
-            f"AS {spec.name}"
-            for spec in specs
-            if spec.family == query.family
-        )
-        joins = " ".join(
-            f"LEFT JOIN {_block_name(query, block.name)} USING (account_id)"
-            for block in query.blocks
-        )
-        ctes.append(
-            f"family_{query.family} AS (SELECT account_id, {outputs} "
-            f"FROM (SELECT account_id FROM spine) AS active {joins})"
-        )
-    joins = " ".join(f"LEFT JOIN family_{query.family} USING (account_id)" for query in families)
-    selected = ", ".join(spec.name for spec in specs)
+    sources = {query.family: query.source for query in families}
+    outputs = ", ".join(
+        f"{_output_sql(spec, bool(set(spec.requires) & unknown.get(sources[spec.family], set())))}"
+        f" AS {spec.name}"
+        for spec in specs
+    )
+    joins = " ".join(
+        f"LEFT JOIN {_block_name(query, block.name)} USING (account_id)"
+        for query in families
+        for block in query.blocks
+    )
     sql = (
         f"WITH {', '.join(ctes)} "
-        f"SELECT account_id, {{as_of}} AS as_of, {selected} "
+        f"SELECT account_id, {{as_of}} AS as_of, {outputs} "
         f"FROM (SELECT account_id FROM spine) AS active {joins} ORDER BY account_id"
     )
     return fill_dates(sql, day)
+
+
+def _check_unique_names(families: list[FamilyQuery], specs: list[FeatureSpec]) -> None:
+    """Aggregates meet in one SELECT: their names must not repeat across blocks and families."""
+    owner: dict[str, str] = {}
+    for query in families:
+        for block in query.blocks:
+            for name in block.aggregates:
+                if name in owner or name in FEATURE_META_COLUMNS:
+                    raise ValueError(
+                        f"aggregate {name!r} of {query.family}/{block.name} repeats a name"
+                    )
+                owner[name] = query.family
+    for spec in specs:
+        if owner.get(spec.name, spec.family) != spec.family:
+            raise ValueError(
+                f"feature {spec.name!r} is named like an aggregate of {owner[spec.name]}"
+            )
 
 
 def _block_name(query: FamilyQuery, block: str) -> str:
@@ -270,6 +282,11 @@ class FeatureSession:
     contract dtypes are used as they are (no copy); other frames are typed by
     the loader's rules first and rejected with FeatureError when they have
     errors.
+
+    Account ids reach DuckDB as integer codes into the sorted list of every
+    id in the tables (`account_ids`), and query results are decoded back:
+    grouping and joining on integers is several times faster than on text,
+    and the queries do not depend on the type of the key.
     """
 
     def __init__(self, tables: Tables) -> None:
@@ -278,6 +295,7 @@ class FeatureSession:
         self.columns = available_columns(self.tables)
         self.period = data_period(self.tables)
         self.features = included_features(self.columns)
+        self.account_ids = _sorted_ids(self.tables)
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         for name, frame in self.tables.items():
@@ -298,8 +316,15 @@ class FeatureSession:
         self._con.close()
 
     def query(self, sql: str) -> pd.DataFrame:
-        """Run SQL over the contract views."""
-        return self._con.sql(sql).df()
+        """Run SQL over the contract views; account id codes in the result become ids again."""
+        frame = self._con.sql(sql).df()
+        if "account_id" in frame.columns:
+            codes = pa.array(frame["account_id"], type=pa.int32())
+            frame["account_id"] = pd.Series(
+                self.account_ids.take(codes).to_pandas(types_mapper=pd.ArrowDtype),
+                index=frame.index,
+            ).astype("str")
+        return frame
 
     def account_features(self, as_of: AsOf) -> pd.DataFrame:
         """Features at `as_of` (see `build_account_features`)."""
@@ -311,7 +336,7 @@ class FeatureSession:
 
     def unknown_columns(self, as_of: AsOf) -> dict[str, set[str]]:
         """Per dated table, the optional columns features need that no row known at `as_of` fills."""
-        day = as_of_day(as_of)
+        cutoff = np.datetime64(as_of_day(as_of) + pd.Timedelta(days=1), "ns")
         needed: dict[str, set[str]] = {}
         for spec in self.features:
             if spec.requires and spec.source in self.tables:
@@ -321,16 +346,10 @@ class FeatureSession:
             event = CONTRACT[table].event_date
             if event is None:
                 continue  # accounts: empty columns count as not given (available_columns)
-            ordered = sorted(names)
-            counts = self._con.sql(
-                fill_dates(
-                    f"SELECT {', '.join(f'count({name})' for name in ordered)} "
-                    f"FROM {quote_identifier(table)} WHERE {event} < {{cutoff}}",
-                    day,
-                )
-            ).fetchall()[0]
+            frame = self.tables[table]
+            known = frame[event].to_numpy(dtype="datetime64[ns]") < cutoff
             unknown[table] = {
-                name for name, count in zip(ordered, counts, strict=True) if not count
+                name for name in names if not (known & frame[name].notna().to_numpy()).any()
             }
         return unknown
 
@@ -352,10 +371,15 @@ class FeatureSession:
     def _register(self, name: str, frame: pd.DataFrame) -> None:
         spec = CONTRACT[name]
         raw = f"frame_{name}"
-        self._con.register(raw, frame)
+        encoded = {
+            column.name: _account_codes(frame[column.name], self.account_ids)
+            for column in spec.columns
+            if column.name in ACCOUNT_ID_COLUMNS and column.name in frame.columns
+        }
+        self._con.register(raw, frame.assign(**encoded) if encoded else frame)
         columns = []
         for column in spec.columns:
-            kind = DUCKDB_TYPES[column.type]
+            kind = "INTEGER" if column.name in ACCOUNT_ID_COLUMNS else DUCKDB_TYPES[column.type]
             if column.name in frame.columns:
                 columns.append(f"CAST({quote_identifier(column.name)} AS {kind}) AS {column.name}")
             else:
@@ -368,7 +392,10 @@ class FeatureSession:
     def _warn_missing_accounts(self, frame: pd.DataFrame, day: pd.Timestamp) -> None:
         if "accounts" not in self.tables or frame.empty:
             return
-        known = frame["account_id"].isin(self.tables["accounts"]["account_id"])
+        known = pc.is_in(
+            pa.array(frame["account_id"]),
+            value_set=pa.array(self.tables["accounts"]["account_id"].dropna()),
+        ).to_numpy(zero_copy_only=False)
         if known.all():
             return
         missing = frame.loc[~known, "account_id"].tolist()
@@ -380,6 +407,43 @@ class FeatureSession:
             ", ".join(missing[:WARNING_EXAMPLE_IDS]),
             " ..." if len(missing) > WARNING_EXAMPLE_IDS else "",
         )
+
+
+# Columns holding account ids (coded as integers inside a session).
+ACCOUNT_ID_COLUMNS: frozenset[str] = frozenset({"account_id", "parent_account_id"})
+
+
+def _sorted_ids(tables: Tables) -> pa.Array:
+    """The ids of the accounts that can be active (revenue, accounts and parents), sorted.
+
+    Codes follow the text order. Rows of other tables whose account is not
+    among them get no code: such an account has no revenue, so it is never
+    active and its rows never reach a feature.
+    """
+    uniques = [
+        pc.unique(_arrow_ids(frame[column]))
+        for name, frame in tables.items()
+        if name in (*REVENUE_TABLES, "accounts")
+        for column in sorted(ACCOUNT_ID_COLUMNS)
+        if column in frame.columns
+    ]
+    ids = pc.unique(pa.concat_arrays(uniques)) if uniques else pa.array([], pa.large_string())
+    return pc.drop_null(ids).sort()
+
+
+def _arrow_ids(ids: pd.Series) -> pa.Array | pa.ChunkedArray:
+    return pa.array(ids).cast(pa.large_string())
+
+
+def _account_codes(ids: pd.Series, dictionary: pa.Array) -> pd.Series:
+    """The positions of `ids` in `dictionary` as int32 (ids not in it become missing)."""
+    codes = pc.index_in(_arrow_ids(ids), value_set=dictionary)
+    if codes.null_count:
+        values = pd.arrays.IntegerArray(
+            pc.fill_null(codes, 0).to_numpy(), pc.is_null(codes).to_numpy(zero_copy_only=False)
+        )
+        return pd.Series(values, index=ids.index)
+    return pd.Series(codes.to_numpy(), index=ids.index)
 
 
 def build_account_features(tables: Tables, as_of: AsOf) -> pd.DataFrame:

@@ -236,9 +236,10 @@ SUBSCRIPTIONS = FamilyQuery(
     (
         AggregateBlock(
             "active",
-            "SELECT *, max(CASE WHEN " + _ACTIVE_NOW + " THEN arr END) "
-            "OVER (PARTITION BY account_id) AS largest_active_arr "
-            "FROM subscriptions WHERE start_date < {cutoff}",
+            "SELECT s.*, largest.largest_active_arr FROM subscriptions AS s LEFT JOIN "
+            "(SELECT account_id, max(arr) AS largest_active_arr FROM subscriptions "
+            f"WHERE start_date < {{cutoff}} AND {_ACTIVE_NOW} GROUP BY account_id) AS largest "
+            "ON largest.account_id = s.account_id WHERE s.start_date < {cutoff}",
             {
                 "active_count": f"count(*) FILTER (WHERE {_ACTIVE_NOW})",
                 "active_arr": f"sum(arr) FILTER (WHERE {_ACTIVE_NOW})",
@@ -480,51 +481,63 @@ _ACTIVE_ROW = (
 )
 
 
-def _period(start_days: int, end_days: int, column: str = "date") -> str:
-    """From `start_days` to `end_days` days before the end of the as-of day."""
-    if end_days == 0:
-        return _within(start_days, column)
-    return f"{_within(start_days, column)} AND {_before(end_days, column)}"
-
-
-USAGE_PERIODS = {"28d": (28, 0), "prev_28d": (56, 28), "84d": (84, 0), "prev_84d": (168, 84)}
+# The last 24 weeks in four periods: 0 = the last 4 weeks, 1 = the 4 before, 2 = the 4 before
+# those, 3 = the 12 weeks before the last 12. "28d" = period 0, "84d" = periods 0-2.
+_USAGE_PERIOD = (
+    f"CASE WHEN {_within(28, 'date')} THEN 0 WHEN {_within(56, 'date')} THEN 1 "
+    f"WHEN {_within(84, 'date')} THEN 2 ELSE 3 END"
+)
+USAGE_PERIODS = {
+    "28d": "period = 0",
+    "prev_28d": "period = 1",
+    "84d": "period < 3",
+    "prev_84d": "period = 3",
+}
+_EVENTS_PER_USER_ROW = "active_users > 0 AND events IS NOT NULL"
 
 USAGE = FamilyQuery(
     "usage",
     "usage",
     (
+        # The windows (the last 24 weeks) and the whole history are separate passes: the
+        # windows read a sixth of the rows of a three-year table. The windows first sum
+        # per account and period, so that each row updates a few plain sums only.
         AggregateBlock(
-            "usage",
-            "SELECT * FROM usage WHERE date < {cutoff}",
+            "windows",
+            "SELECT account_id, period, "
+            f"sum(CASE WHEN {_UTILISATION_ROW} THEN active_users END) AS utilisation_users, "
+            f"sum(CASE WHEN {_UTILISATION_ROW} THEN seats_licensed END) AS utilisation_seats, "
+            "sum(active_users) AS users, count(active_users) AS user_rows, "
+            f"sum(CASE WHEN {_EVENTS_PER_USER_ROW} THEN events END) AS epu_events, "
+            f"sum(CASE WHEN {_EVENTS_PER_USER_ROW} THEN active_users END) AS epu_users, "
+            "sum(events) AS events, sum(events * events) AS events_squared, "
+            "count(events) AS event_rows "
+            f"FROM (SELECT account_id, {_USAGE_PERIOD} AS period, active_users, events, "
+            f"seats_licensed FROM usage WHERE date < {{cutoff}} AND {_within(168, 'date')}) "
+            "AS recent GROUP BY account_id, period",
             {
                 **{
-                    f"users_{name}": (
-                        f"sum(active_users) FILTER (WHERE {_period(*days)} AND {_UTILISATION_ROW})"
-                    )
-                    for name, days in USAGE_PERIODS.items()
+                    f"users_{name}": f"sum(utilisation_users) FILTER (WHERE {period})"
+                    for name, period in USAGE_PERIODS.items()
                 },
                 **{
-                    f"seats_{name}": (
-                        f"sum(seats_licensed) FILTER (WHERE {_period(*days)} "
-                        f"AND {_UTILISATION_ROW})"
-                    )
-                    for name, days in USAGE_PERIODS.items()
+                    f"seats_{name}": f"sum(utilisation_seats) FILTER (WHERE {period})"
+                    for name, period in USAGE_PERIODS.items()
                 },
-                "active_users_mean_28d": f"avg(active_users) FILTER (WHERE {_within(28, 'date')})",
-                "epu_events_28d": (
-                    f"sum(events) FILTER (WHERE {_within(28, 'date')} AND active_users > 0 "
-                    "AND events IS NOT NULL)"
-                ),
-                "epu_users_28d": (
-                    f"sum(active_users) FILTER (WHERE {_within(28, 'date')} AND active_users > 0 "
-                    "AND events IS NOT NULL)"
-                ),
-                "events_84d": f"sum(events) FILTER (WHERE {_period(84, 0)})",
-                "events_prev_84d": f"sum(events) FILTER (WHERE {_period(168, 84)})",
-                "events_std_84d": f"stddev_samp(events) FILTER (WHERE {_period(84, 0)})",
-                "events_mean_84d": f"avg(events) FILTER (WHERE {_period(84, 0)})",
-                "last_active_day": f"max(date) FILTER (WHERE {_ACTIVE_ROW})",
+                "users_sum_28d": "sum(users) FILTER (WHERE period = 0)",
+                "user_rows_28d": "sum(user_rows) FILTER (WHERE period = 0)",
+                "epu_events_28d": "sum(epu_events) FILTER (WHERE period = 0)",
+                "epu_users_28d": "sum(epu_users) FILTER (WHERE period = 0)",
+                "events_84d": "sum(events) FILTER (WHERE period < 3)",
+                "events_prev_84d": "sum(events) FILTER (WHERE period = 3)",
+                "events_squared_84d": "sum(events_squared) FILTER (WHERE period < 3)",
+                "event_rows_84d": "sum(event_rows) FILTER (WHERE period < 3)",
             },
+        ),
+        AggregateBlock(
+            "history",
+            f"SELECT account_id, date FROM usage WHERE date < {{cutoff}} AND {_ACTIVE_ROW}",
+            {"last_active_day": "max(date)"},
         ),
     ),
 )
@@ -572,7 +585,7 @@ USAGE_FEATURES = [
         "numeric",
         "Mean active users per usage row (day or week) over the last 28 days",
         "{value:,.1f} active users on average",
-        "active_users_mean_28d",
+        _ratio("users_sum_28d", "user_rows_28d"),
         requires=("active_users",),
     ),
     FeatureSpec(
@@ -602,7 +615,10 @@ USAGE_FEATURES = [
         "numeric",
         "Volatility of product events over the last 12 weeks (standard deviation / mean per row)",
         "Usage volatility is {value:.2f}",
-        _ratio("events_std_84d", "events_mean_84d"),
+        # sample standard deviation / mean, from the sums of the 12 weeks' rows
+        "CASE WHEN event_rows_84d >= 2 AND events_84d > 0 THEN sqrt(greatest((events_squared_84d "
+        "- events_84d * events_84d / event_rows_84d) / (event_rows_84d - 1), 0)) "
+        "/ (events_84d / event_rows_84d) END",
         requires=("events",),
     ),
     FeatureSpec(
@@ -805,22 +821,25 @@ OPPORTUNITY_FEATURES = [
 
 # ---------------------------------------------------------------- NPS
 
+_NPS_DAYS = (
+    "SELECT account_id, CAST(date_trunc('day', date) AS TIMESTAMP) AS day, avg(score) AS score "
+    "FROM nps WHERE date < {cutoff} AND score IS NOT NULL "
+    "GROUP BY account_id, CAST(date_trunc('day', date) AS TIMESTAMP)"
+)
+
 NPS = FamilyQuery(
     "nps",
     "nps",
     (
-        # One answer per account and day (the day's mean), newest first, with the answer before.
+        # One answer per account and day (the day's mean), with the account's latest day.
         AggregateBlock(
             "answers",
-            "SELECT account_id, score, score - lag(score) OVER (PARTITION BY account_id "
-            "ORDER BY day) AS score_change, row_number() OVER (PARTITION BY account_id "
-            "ORDER BY day DESC) AS newest_first "
-            "FROM (SELECT account_id, CAST(date_trunc('day', date) AS TIMESTAMP) AS day, "
-            "avg(score) AS score FROM nps WHERE date < {cutoff} AND score IS NOT NULL "
-            "GROUP BY account_id, CAST(date_trunc('day', date) AS TIMESTAMP)) AS days",
+            f"SELECT days.account_id, days.day, days.score, latest.last_day FROM ({_NPS_DAYS}) "
+            f"AS days JOIN (SELECT account_id, max(day) AS last_day FROM ({_NPS_DAYS}) AS d "
+            "GROUP BY account_id) AS latest ON latest.account_id = days.account_id",
             {
-                "last_score": "max(score) FILTER (WHERE newest_first = 1)",
-                "last_change": "max(score_change) FILTER (WHERE newest_first = 1)",
+                "last_score": "max(score) FILTER (WHERE day = last_day)",
+                "previous_score": "arg_max(score, day) FILTER (WHERE day < last_day)",
             },
         ),
     ),
@@ -844,7 +863,7 @@ NPS_FEATURES = [
         "numeric",
         "The latest NPS answer minus the one before",
         "NPS {direction} {abs_value:.0f} points",
-        "last_change",
+        "last_score - previous_score",
         requires=("score",),
     ),
 ]
