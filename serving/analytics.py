@@ -46,6 +46,15 @@ def _rounded(value: float) -> float:
     return float(round(value, 9))
 
 
+def band_draws(accounts: int, settings: MetricSettings) -> int:
+    """Monte Carlo draws for `accounts` accounts: `band_draws`, fewer when draws x accounts
+    would exceed `band_max_cells`, never fewer than `band_min_draws`."""
+    if accounts <= 0:
+        return settings.band_draws
+    capped = settings.band_max_cells // accounts
+    return max(min(settings.band_draws, capped), min(settings.band_min_draws, settings.band_draws))
+
+
 def arr_lost_bands(
     scores: pd.DataFrame,
     settings: MetricSettings,
@@ -54,8 +63,8 @@ def arr_lost_bands(
     """Quantiles of ARR lost over the horizon, overall (key None) and per group of each dimension.
 
     Each account churns independently with probability p_churn and then loses its whole
-    ARR. The distribution of the sum is simulated with `band_draws` Monte Carlo draws from
-    a generator seeded with `band_seed`; accounts are ordered by account_id first so the
+    ARR. The distribution of the sum is simulated with `band_draws(n)` Monte Carlo draws
+    from a generator seeded with `band_seed`; accounts are ordered by account_id first so the
     result does not depend on row order. Group bands use the first `group_band_draws`
     draws of the same simulation. Quantiles use the inverted CDF, so every reported value
     is an amount the simulation produced. Returns frames indexed by group ("all" for the
@@ -73,15 +82,16 @@ def arr_lost_bands(
         uniques, codes = np.unique(labels.astype(str), return_inverse=True)
         matrix = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(uniques), n))
         one_hot[dimension] = (matrix, [str(u) for u in uniques])
-    group_draws = min(settings.group_band_draws, settings.band_draws)
+    total_draws = band_draws(n, settings)
+    group_draws = min(settings.group_band_draws, total_draws)
     totals: list[np.ndarray] = []
     grouped: dict[str, list[np.ndarray]] = {d: [] for d in dimensions}
     if n:
         rng = np.random.default_rng(settings.band_seed)
         chunk = max(1, _BAND_CELLS_PER_CHUNK // n)
         done = 0
-        while done < settings.band_draws:
-            rows = min(chunk, settings.band_draws - done)
+        while done < total_draws:
+            rows = min(chunk, total_draws - done)
             lost = np.where(rng.random((rows, n), dtype=np.float32) < p, arr, 0.0)
             totals.append(lost.sum(axis=1))
             keep = min(rows, max(0, group_draws - done))

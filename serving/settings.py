@@ -40,6 +40,13 @@ class MetricSettings(_Settings):
     band_draws: int = Field(
         10_000, gt=0, description="Monte Carlo draws for the distribution of ARR lost"
     )
+    band_max_cells: int = Field(
+        200_000_000,
+        gt=0,
+        description="Cap on draws x accounts: large portfolios use fewer draws "
+        "(never fewer than band_min_draws)",
+    )
+    band_min_draws: int = Field(2_000, gt=0, description="Draws used however large the portfolio")
     group_band_draws: int = Field(
         2_000,
         gt=0,

@@ -9,6 +9,7 @@ from scipy.stats import binom
 
 from serving.analytics import (
     arr_lost_bands,
+    band_draws,
     concentration,
     coverage_by_segment,
     expansion_amount,
@@ -135,6 +136,14 @@ def test_band_of_an_empty_portfolio_is_zero():
     bands = arr_lost_bands(empty, MetricSettings(), ("segment",))
     assert bands[None].loc["all"].tolist() == [0.0, 0.0, 0.0]
     assert bands["segment"].empty
+
+
+def test_large_portfolios_use_fewer_draws_but_never_too_few():
+    settings = MetricSettings(band_draws=10_000, band_max_cells=200_000_000, band_min_draws=2_000)
+    assert band_draws(10_000, settings) == 10_000
+    assert band_draws(40_000, settings) == 5_000
+    assert band_draws(1_000_000, settings) == 2_000
+    assert band_draws(0, settings) == 10_000
 
 
 # --------------------------------------------------------------------------- concentration
