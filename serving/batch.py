@@ -323,6 +323,14 @@ def load_champions() -> tuple[Champion, Champion]:
     return champions[0], champions[1]
 
 
+def with_horizon(settings: PortfolioSettings, horizon_days: int) -> PortfolioSettings:
+    """The portfolio settings with the champions' horizon (forecast NRR, bands, labels)."""
+    if settings.metrics.horizon_days == horizon_days:
+        return settings
+    metrics = settings.metrics.model_copy(update={"horizon_days": horizon_days})
+    return settings.model_copy(update={"metrics": metrics})
+
+
 def model_features(*champions: Champion) -> list[str]:
     """The feature columns the champions read (union, in first-seen order)."""
     names: list[str] = []
@@ -568,6 +576,7 @@ def run_nightly_job(
         horizon_days = int(
             churn.metadata.get("horizon_days", settings.portfolio.metrics.horizon_days)
         )
+        portfolio_settings = with_horizon(settings.portfolio, horizon_days)
 
     with timer("features"):
         progress("features", 0, 1)
@@ -589,7 +598,7 @@ def run_nightly_job(
         accounts = loaded.tables["accounts"]
         scored = with_account_attributes(scored, account_attributes(accounts))
         scored = with_enrichment_features(scored, scorable)
-        enriched = enrich_scores(scored, settings.portfolio)
+        enriched = enrich_scores(scored, portfolio_settings)
         previous = previous_run(out.parent, day, exclude=out)
         previous_scores = read_previous_scores(previous)
         summary = build_portfolio_summary(
@@ -599,7 +608,7 @@ def run_nightly_job(
             loaded.tables.get("opportunities"),
             loaded.tables.get("account_managers"),
             day,
-            settings.portfolio,
+            portfolio_settings,
             previous_scores=previous_scores,
             current_features=scorable if previous_scores is not None else None,
             previous_features=read_previous_features(previous),
@@ -665,14 +674,20 @@ def run_nightly_job(
         )
         progress("report", 1, 1)
 
-    with timer("write"), staged_run_folder(out) as staged:
-        progress("write", 0, 1)
-        staged_paths = write_run_files(
-            staged, scores_out, rejected_out, features_for_output(scorable), summary, report_html
-        )
+    with staged_run_folder(out) as staged:
+        with timer("write"):
+            progress("write", 0, 1)
+            staged_paths = write_run_files(
+                staged,
+                scores_out,
+                rejected_out,
+                features_for_output(scorable),
+                summary,
+                report_html,
+            )
+            progress("write", 1, 1)
         manifest = {**manifest, "timings": timer.as_dict()}
         write_json(manifest, staged / MANIFEST_FILE)
-        progress("write", 1, 1)
     paths = {name: out / path.name for name, path in staged_paths.items()}
     paths["manifest"] = out / MANIFEST_FILE
     return JobResult(

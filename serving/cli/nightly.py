@@ -8,7 +8,10 @@ summary at the end and exits with a code a scheduler can act on:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -33,6 +36,7 @@ from serving.publish import OutputLockedError
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+MLFLOW_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 class StageProgress:
@@ -95,6 +99,26 @@ def summary_table(result: JobResult) -> Table:
     return table
 
 
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """MLflow's artifact progress bars and store chatter off while the job runs."""
+    names = ("mlflow", "alembic")
+    levels = {name: logging.getLogger(name).level for name in names}
+    previous = os.environ.get(MLFLOW_PROGRESS_BAR)
+    os.environ[MLFLOW_PROGRESS_BAR] = "false"
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if previous is None:
+            os.environ.pop(MLFLOW_PROGRESS_BAR, None)
+        else:
+            os.environ[MLFLOW_PROGRESS_BAR] = previous
+
+
 def score_sources(
     sources: Path,
     as_of: str | None,
@@ -104,7 +128,7 @@ def score_sources(
 ) -> None:
     """Run the nightly job and exit 0 (ok), 1 (failed) or 2 (bad input)."""
     try:
-        with StageProgress(console) as progress:
+        with _quiet_libraries(), StageProgress(console) as progress:
             result = run_nightly_job(
                 sources,
                 as_of=as_of,

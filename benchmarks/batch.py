@@ -1,0 +1,260 @@
+"""Nightly job benchmark: the whole `portfolio score --sources` run on a generated portfolio.
+
+    uv run python -m benchmarks.batch                      # 100,000 accounts
+    uv run python -m benchmarks.batch --accounts 1000000   # the scale run
+
+Steps (only step 3 is the job; the others prepare it or measure beside it):
+
+1. train churn and upsell champions on a small generated portfolio (same
+   generator, so the same feature set) into a temporary MLflow store;
+2. generate the benchmark portfolio and write it as Parquet + sources.yaml;
+3. run `portfolio score --sources ... --out ...` in a child process, as a
+   scheduler would: wall time and peak memory of the process (imports, load,
+   features, scoring with reasons, portfolio analytics, drift, report, atomic
+   write), and the job's own stage timings from `manifest.json`;
+4. side by side on the run's feature snapshot: the scoring stage
+   (`serving.scoring.score_accounts`, both models, top-3 reasons each) and,
+   without reasons, against calling the two LightGBM boosters directly on
+   the same prepared matrix (the limit).
+
+Figures go to stdout as a Markdown table and to `benchmarks/results/` as JSON;
+docs/benchmarks.md ("Nightly job") records them by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+
+logger = logging.getLogger("benchmarks.batch")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _train_champions(train_accounts: int, months: int, seed: int, work: Path, uri: str) -> dict:
+    from features.sources import load_sources
+    from features.synthetic import GeneratorSettings, generate_portfolio, write_portfolio
+    from training.pipeline import TrainingSettings, train_from_sources
+    from training.tuning import TuningSettings
+
+    started = time.perf_counter()
+    portfolio = generate_portfolio(
+        GeneratorSettings(n_accounts=train_accounts, months=months, seed=seed + 1)
+    )
+    sources = write_portfolio(portfolio, work / "training-portfolio")
+    tables = load_sources(sources).tables
+    result = train_from_sources(
+        tables,
+        target="all",
+        settings=TrainingSettings(
+            tuning=TuningSettings(n_trials=5, timeout_seconds=60), tracking_uri=uri
+        ),
+    )
+    return {
+        "accounts": train_accounts,
+        "seconds": round(time.perf_counter() - started, 1),
+        "versions": {t: r.model_version for t, r in result.targets.items()},
+        "roc_auc": {t: round(r.metrics["roc_auc"], 4) for t, r in result.targets.items()},
+    }
+
+
+def _generate(accounts: int, months: int, seed: int, folder: Path) -> tuple[Path, dict]:
+    from features.synthetic import GeneratorSettings, generate_portfolio, write_portfolio
+
+    started = time.perf_counter()
+    portfolio = generate_portfolio(GeneratorSettings(n_accounts=accounts, months=months, seed=seed))
+    counts = portfolio.row_counts()
+    sources = write_portfolio(portfolio, folder)
+    del portfolio
+    return sources, {
+        "seconds": round(time.perf_counter() - started, 1),
+        "rows": {k: int(v) for k, v in counts.items() if k != "ground_truth"},
+    }
+
+
+def _run_job(sources: Path, out: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-c",
+        "from serving.cli import main; main()",
+        "score",
+        "--sources",
+        str(sources),
+        "--out",
+        str(out),
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        completed = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if completed.returncode != 0:
+        raise RuntimeError(f"the job exited {completed.returncode}; see {log}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        "wall_seconds": round(wall, 2),
+        "peak_rss_mib": round(peak_kib / 1024, 1) if peak_kib > before else None,
+        "job_seconds": manifest["timings"]["total_seconds"],
+        "stages_seconds": manifest["timings"]["stages_seconds"],
+        "row_counts": manifest["row_counts"],
+    }
+
+
+def _best_of(repeats: int, function) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _side_by_side(run: Path, uri: str, repeats: int) -> dict[str, Any]:
+    """The scoring stage against the boosters called directly on the same matrix."""
+    from serving.scoring import score_accounts
+    from training.registry import load_champion
+
+    churn, upsell = load_champion("churn", uri=uri), load_champion("upsell", uri=uri)
+    features = pd.read_parquet(run / "features.parquet")
+    n = len(features)
+    matrices = [churn.model.prepare(features), upsell.model.prepare(features)]
+
+    def boosters_direct() -> None:
+        for champion, matrix in zip((churn, upsell), matrices, strict=True):
+            champion.model.booster_.predict(matrix, raw_score=True)
+
+    with_reasons = _best_of(repeats, lambda: score_accounts(features, churn, upsell, top_k=3))
+    without_reasons = _best_of(repeats, lambda: score_accounts(features, churn, upsell, top_k=0))
+    direct = _best_of(repeats, boosters_direct)
+    return {
+        "rows": n,
+        "score_accounts_top3_rows_per_s": round(n / with_reasons),
+        "score_accounts_no_reasons_rows_per_s": round(n / without_reasons),
+        "boosters_direct_rows_per_s": round(n / direct),
+        "no_reasons_vs_direct": round(direct / without_reasons, 3),
+        "top3_vs_direct": round(direct / with_reasons, 3),
+    }
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    job = result["job"]
+    lines = [
+        f"Nightly job, {result['accounts']:,} generated accounts "
+        f"({job['row_counts']['active_accounts']:,} active; "
+        f"{sum(result['generation']['rows'].values()):,} source rows), "
+        f"{result['machine']['cpus']} CPUs ({result['machine']['cpu_model']}), "
+        f"{result['machine']['date']}",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+    ]
+    lines += [f"| {stage} | {seconds:.2f} |" for stage, seconds in job["stages_seconds"].items()]
+    lines += [
+        f"| **job (sum of stages)** | **{job['job_seconds']:.2f}** |",
+        f"| **process wall time (imports to exit)** | **{job['wall_seconds']:.2f}** |",
+        "",
+        f"Peak memory of the job process: {job['peak_rss_mib']} MiB.",
+    ]
+    if "scoring" in result:
+        s = result["scoring"]
+        lines += [
+            "",
+            f"Scoring side by side on the {s['rows']:,} scored accounts (best of "
+            f"{result['repeats']}):",
+            "",
+            "| | rows/s |",
+            "|---|---:|",
+            f"| `score_accounts`, both models, top-3 reasons each | {s['score_accounts_top3_rows_per_s']:,} |",
+            f"| `score_accounts`, both models, no reasons | {s['score_accounts_no_reasons_rows_per_s']:,} |",
+            f"| both boosters directly on the prepared matrix | {s['boosters_direct_rows_per_s']:,} |",
+            "",
+            f"No reasons vs direct: {s['no_reasons_vs_direct']:.0%}; "
+            f"with top-3 reasons vs direct: {s['top3_vs_direct']:.0%}.",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--train-accounts", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3, help="best-of for the side by side")
+    parser.add_argument("--skip-side-by-side", action="store_true")
+    parser.add_argument("--work", type=Path, default=None, help="working folder (default: temp)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("mlflow", "alembic", "optuna", "lightgbm", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as temp:
+        work = args.work or Path(temp)
+        work.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{work / 'mlflow' / 'mlflow.db'}"
+        (work / "mlflow").mkdir(exist_ok=True)
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+        logger.info("training champions on %d accounts", args.train_accounts)
+        training = _train_champions(args.train_accounts, args.months, args.seed, work, uri)
+        logger.info("generating %d accounts", args.accounts)
+        sources, generation = _generate(args.accounts, args.months, args.seed, work / "portfolio")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+        env.pop("MLFLOW_REGISTRY_URI", None)
+        out = work / "runs" / "latest"
+        logger.info("running the nightly job")
+        job = _run_job(sources, out, env, work / "job.log")
+        result: dict[str, Any] = {
+            "accounts": args.accounts,
+            "months": args.months,
+            "machine": _machine(),
+            "training": training,
+            "generation": generation,
+            "job": job,
+            "repeats": args.repeats,
+        }
+        if not args.skip_side_by_side:
+            logger.info("scoring side by side")
+            result["scoring"] = _side_by_side(out, uri, args.repeats)
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"batch-{args.accounts}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    Console().print(_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
