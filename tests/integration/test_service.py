@@ -61,26 +61,21 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def _start_service(env: dict[str, str], log: Path) -> Server:
+def _start_service(
+    env: dict[str, str], log: Path, target: str = "serving.service:PortfolioService"
+) -> Server:
+    """`bentoml serve <target>` (the service in this checkout, or a bento tag)."""
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "serving.service:PortfolioService",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--working-dir",
-        str(REPO),
-    ]
+    command = [sys.executable, "-m", "bentoml", "serve", target]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    from_source = target.startswith("serving.")
+    if from_source:
+        command += ["--working-dir", str(REPO)]
     with log.open("w") as out:
         process = subprocess.Popen(
             command,
             env=env,
-            cwd=REPO,
+            cwd=REPO if from_source else log.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -656,3 +651,73 @@ def test_not_ready_until_the_tracking_server_answers_then_requires_the_key(
         assert server.get("/metrics").status_code == 200
     finally:
         _stop(tracking)
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+def test_package_lists_the_champions_and_the_bento_serves_them(
+    champion_store: str, nightly_run_dir: Path, tmp_path: Path
+):
+    home = tmp_path / "bentoml"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PORTFOLIO_", "MLFLOW_", "BENTOML_"))
+    }
+    env.update(
+        {
+            "MLFLOW_TRACKING_URI": champion_store,
+            "BENTOML_HOME": str(home),
+            "BENTOML_DO_NOT_TRACK": "true",
+        }
+    )
+    portfolio = Path(sys.executable).with_name("portfolio")
+    built = subprocess.run(
+        [str(portfolio), "package"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+
+    info = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "bentoml", "get", "portfolio:latest", "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert sorted(m["tag"].split(":")[0] for m in info["models"]) == [
+        "portfolio-churn",
+        "portfolio-upsell",
+    ]
+    bento_path = home / "bentos" / "portfolio" / info["version"]
+    requirements = (bento_path / "env" / "python" / "requirements.txt").read_text()
+    assert "lightgbm==" in requirements and "bentoml==" in requirements
+    assert "pytest" not in requirements
+    assert (bento_path / "src" / "serving" / "service.py").is_file()
+    stored = [p for p in (home / "models").glob("portfolio-*/*") if p.is_dir()]
+    assert len(stored) == 2
+    for model_dir in stored:
+        assert (model_dir / "booster.txt").is_file() and (model_dir / "model.json").is_file()
+        assert not list(model_dir.rglob("*.pkl"))
+
+    # Served from the bento with no reachable registry: the packaged champions answer.
+    serve_env = {
+        **env,
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+        "PORTFOLIO_SNAPSHOT": str(nightly_run_dir),
+    }
+    server = _start_service(serve_env, tmp_path / "bento.log", target="portfolio:latest")
+    try:
+        _wait_for(server, "/readyz")
+        account_id = str(
+            pd.read_parquet(nightly_run_dir / "features.parquet")["account_id"].iloc[0]
+        )
+        response = server.post("/score", {"accounts": [{"account_id": account_id}]})
+        assert response.status_code == 200
+        result = response.json()["results"][0]
+        assert result["churn_model"] == "churn" and result["churn_model_version"] == "1"
+        assert 0 <= result["p_churn"] <= 1
+    finally:
+        _stop(server.process)
