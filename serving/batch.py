@@ -572,7 +572,9 @@ def run_nightly_job(
     out = out.absolute()
 
     with timer("models"):
+        progress("models", 0, 2)
         churn, upsell = load_champions()
+        progress("models", 2, 2)
         horizon_days = int(
             churn.metadata.get("horizon_days", settings.portfolio.metrics.horizon_days)
         )
