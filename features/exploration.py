@@ -4,6 +4,7 @@ Pure functions over contract tables and training panels (frames in, frames
 out), so what a notebook shows is computed by tested code:
 
 - `table_coverage`: rows, accounts and the date range of every given table;
+- `arr_over_time`: active accounts and total ARR at each date;
 - `label_rates`: accounts, ARR and churn / upsell base rates per group of
   panel rows (per monthly snapshot by default, or per segment, or both);
 - `feature_summary`: count, missing share and quantiles of the numeric
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from features.build import FEATURE_META_COLUMNS, RECORDED_DATES
+from features.build import FEATURE_META_COLUMNS, RECORDED_DATES, AsOf, arr_at
 from features.contract import CONTRACT, Tables
 from features.labels import LABEL_COLUMNS
 
@@ -61,6 +62,21 @@ def table_coverage(tables: Tables) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["table", "rows", "accounts", "date_column", "first_date", "last_date"]
     ).astype({"first_date": "datetime64[ns]", "last_date": "datetime64[ns]"})
+
+
+def arr_over_time(tables: Tables, dates: Sequence[AsOf]) -> pd.DataFrame:
+    """Active accounts (ARR > 0) and total ARR at each date: as_of, active_accounts, arr.
+
+    ARR is `features.arr_at`'s (subscriptions active at the date, or orders
+    over the 365 days up to it); a date without active accounts has zeros.
+    """
+    per_account = arr_at(tables, dates)
+    days = pd.DatetimeIndex(sorted({pd.Timestamp(day).normalize() for day in dates}), name="as_of")
+    totals = per_account.groupby("as_of").agg(
+        active_accounts=("account_id", "size"), arr=("arr", "sum")
+    )
+    totals = totals.reindex(days.as_unit("ns"), fill_value=0)
+    return totals.reset_index().astype({"active_accounts": "int64", "arr": "float64"})
 
 
 def label_rates(panel: pd.DataFrame, by: str | Sequence[str] = "as_of") -> pd.DataFrame:
@@ -182,6 +198,7 @@ def outcome_correlations(
 
 __all__ = [
     "SUMMARY_QUANTILES",
+    "arr_over_time",
     "feature_summary",
     "label_rates",
     "numeric_features",

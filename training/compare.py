@@ -68,6 +68,18 @@ class ModelComparison:
         """Model name -> probabilities on the evaluation rows (the plots' input)."""
         return {name: self.rows[name].to_numpy(dtype=np.float64) for name in self.models}
 
+    def largest_disagreements(self, n: int = 5) -> pd.DataFrame:
+        """The `n` rows where two compared models' probabilities differ most.
+
+        Adds `difference` (first model minus second); ties keep the row order.
+        """
+        if len(self.models) != 2:
+            raise ValueError(f"disagreement needs two models; the comparison holds {self.models}")
+        first, second = self.models
+        rows = self.rows.assign(difference=self.rows[first] - self.rows[second])
+        order = rows["difference"].abs().sort_values(ascending=False, kind="stable").index
+        return rows.loc[order[:n]]
+
 
 def champion_or_none(
     target: str, prefix: str | None = None, uri: str | None = None
@@ -88,6 +100,15 @@ def as_champion(result: TargetResult, name: str = CHALLENGER) -> Champion:
         run_id=result.logged.run_id if result.logged else None,
         metadata=dict(result.model.metadata_),
     )
+
+
+def evaluation_features(result: TargetResult) -> pd.DataFrame:
+    """The evaluation rows of a trained result with what the models read: keys, then features."""
+    if result.record is None or result.evaluation is None:
+        raise ValueError(f"the {result.target} result holds no evaluation rows")
+    keys = result.evaluation.drop(columns=["label", "p"]).reset_index(drop=True)
+    features = result.record.input_example.reset_index(drop=True)
+    return pd.concat([keys, features.drop(columns=keys.columns, errors="ignore")], axis=1)
 
 
 def compare_models(
@@ -201,5 +222,6 @@ __all__ = [
     "champion_or_none",
     "compare_models",
     "compare_with_champion",
+    "evaluation_features",
     "gate_preview",
 ]

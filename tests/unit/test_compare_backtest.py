@@ -84,6 +84,29 @@ def test_comparison_scores_every_model_on_the_same_rows(fitted, evaluation):
     assert comparison.versions == {"challenger": "7", "champion v7": "7"}
 
 
+def test_largest_disagreements_between_two_models(fitted, evaluation):
+    comparison = compare_models(
+        "churn",
+        evaluation[["account_id"]],
+        evaluation,
+        evaluation["churn"].to_numpy(),
+        {"good": fitted["good"], "bad": fitted["bad"]},
+    )
+    top = comparison.largest_disagreements(3)
+    gaps = (comparison.rows["good"] - comparison.rows["bad"]).abs()
+    assert list(top["difference"].abs()) == sorted(gaps, reverse=True)[:3]
+    assert (top["difference"] == top["good"] - top["bad"]).all()
+    single = compare_models(
+        "churn",
+        evaluation[["account_id"]],
+        evaluation,
+        evaluation["churn"].to_numpy(),
+        {"good": fitted["good"]},
+    )
+    with pytest.raises(ValueError, match="two models"):
+        single.largest_disagreements()
+
+
 def test_upsell_comparison_has_no_arr_figures(fitted, evaluation):
     comparison = compare_models(
         "upsell",

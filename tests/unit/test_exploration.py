@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.exploration import (
+    arr_over_time,
     feature_summary,
     label_rates,
     numeric_features,
@@ -144,3 +145,25 @@ def test_outcome_correlations_rank_features_by_strength() -> None:
     assert table.set_index("feature").loc[["constant", "sparse"], "churn"].isna().all()
     assert table.set_index("feature").loc["sparse", "known_share"] == pytest.approx(0.05)
     assert list(table["feature"].iloc[-2:]) == ["constant", "sparse"]  # undefined ones last
+
+
+def test_arr_over_time_counts_active_accounts_and_sums_arr() -> None:
+    subscriptions = pd.DataFrame(
+        {
+            "account_id": pd.Series(["a", "a", "b"], dtype="str"),
+            "start_date": [_day("2024-01-01"), _day("2024-02-15"), _day("2024-02-01")],
+            "end_date": [_day("2024-03-01"), pd.NaT, _day("2024-02-20")],
+            "arr": [100.0, 50.0, 30.0],
+        }
+    )
+    tables = {
+        "subscriptions": subscriptions,
+        "accounts": pd.DataFrame({"account_id": pd.Series(["a", "b"], dtype="str")}),
+    }
+    days = [_day("2024-01-15"), _day("2024-02-16"), _day("2024-03-10"), _day("2024-01-01")]
+    frame = arr_over_time(tables, days).set_index("as_of")
+    assert list(frame.index) == sorted(days)
+    assert frame.loc[_day("2024-01-01"), "arr"] == 100.0  # a starts that day
+    assert frame.loc[_day("2024-02-16"), "active_accounts"] == 2
+    assert frame.loc[_day("2024-02-16"), "arr"] == 180.0  # a: 100 + 50, b: 30
+    assert frame.loc[_day("2024-03-10"), "arr"] == 50.0  # a's first subscription ended

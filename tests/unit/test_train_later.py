@@ -15,7 +15,7 @@ import pytest
 from features import build_training_panel, default_snapshot_dates
 from features.synthetic import GeneratorSettings, generate_portfolio
 from training.backtest import backtest_dates, run_backtest, walk_forward_models
-from training.compare import champion_or_none, compare_with_champion
+from training.compare import champion_or_none, compare_with_champion, evaluation_features
 from training.pipeline import (
     TrainingError,
     TrainingSettings,
@@ -135,6 +135,9 @@ def test_challenger_comparison_uses_its_evaluation_rows(untracked):
     assert comparison.metrics.loc["challenger"].to_dict() == pytest.approx(
         result.metrics, nan_ok=True
     )
+    rows = evaluation_features(result)
+    assert list(rows.columns[:2]) == ["account_id", "as_of"]
+    np.testing.assert_allclose(result.model.predict_proba(rows), result.evaluation["p"])
 
 
 def test_walk_forward_models_only_learn_from_labels_known_at_their_date(tables, panel):
