@@ -549,11 +549,10 @@ def score_snapshot(
     scored = score_accounts(snapshot.features, churn, upsell, top_k=top_k)
     if inputs.accounts is not None:
         attributes = account_attributes(inputs.accounts)
-    elif snapshot.scores is not None:
-        columns = [c for c in ACCOUNT_ATTRIBUTES if c in snapshot.scores.columns]
-        attributes = snapshot.scores[["account_id", *columns]].astype({"account_id": "string"})
-    else:
-        attributes = snapshot.features[["account_id"]]
+    else:  # without the sources: the attributes the run's scores (or features) carry
+        carrier = snapshot.scores if snapshot.scores is not None else snapshot.features
+        columns = [c for c in ACCOUNT_ATTRIBUTES if c in carrier.columns]
+        attributes = carrier[["account_id", *columns]].astype({"account_id": "string"})
     scored = with_account_attributes(scored, attributes)
     scored = with_enrichment_features(scored, snapshot.features)
     return enrich_scores(scored, portfolio_settings)
