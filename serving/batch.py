@@ -48,6 +48,7 @@ from features.sources import LoadedSources, SourcesError, load_sources
 from serving.drift import DriftSettings, drift_alerts, drift_summary, model_drift
 from serving.outcomes import elapsed_run, realised_vs_predicted
 from serving.portfolio import build_portfolio_summary, enrich_scores
+from serving.portfolio_inputs import PortfolioInputError
 from serving.publish import staged_run_folder, write_json, write_parquet
 from serving.report import ReportInput, render_report
 from serving.runs import MANIFEST_FILE, RunInfo, default_runs_root, list_runs, previous_run
@@ -449,7 +450,7 @@ def outcomes_of_earlier_run(
         return None
     labels = build_labels(tables, run.as_of, horizon_days=horizon)
     result = realised_vs_predicted(scores, labels)
-    return {"run": run.path.name, "as_of": run.as_of, "horizon_days": horizon, **result}
+    return {"run": run.path.name, "as_of": str(run.as_of.date()), "horizon_days": horizon, **result}
 
 
 # --------------------------------------------------------------------------- outputs
@@ -533,6 +534,135 @@ def write_run_files(
     return paths
 
 
+# --------------------------------------------------------------------------- steps: composed
+
+
+def load_inputs(
+    sources_path: Path, as_of: str | pd.Timestamp | None
+) -> tuple[LoadedSources, DataPeriod, pd.Timestamp]:
+    """The validated sources, the period the data covers and the as-of date."""
+    loaded = load_valid_sources(sources_path)
+    try:
+        period = data_period(loaded.tables)
+    except FeatureError as error:
+        raise JobInputError(str(error)) from None
+    return loaded, period, resolve_as_of(period, as_of)
+
+
+def active_account_features(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The features of every account active at `as_of`, sorted by account_id."""
+    try:
+        features = build_account_features(tables, as_of)
+    except FeatureError as error:
+        raise JobInputError(str(error)) from None
+    return features.sort_values("account_id", kind="stable").reset_index(drop=True)
+
+
+def summarise_portfolio(
+    scored: pd.DataFrame,
+    scorable: pd.DataFrame,
+    tables: Tables,
+    as_of: pd.Timestamp,
+    settings: PortfolioSettings,
+    previous: RunInfo | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Enriched scores and the portfolio summary (movers against the `previous` run)."""
+    accounts = tables["accounts"]
+    scored = with_account_attributes(scored, account_attributes(accounts))
+    scored = with_enrichment_features(scored, scorable)
+    previous_scores = read_previous_scores(previous)
+    try:
+        enriched = enrich_scores(scored, settings)
+        summary = build_portfolio_summary(
+            enriched,
+            accounts,
+            arr_history(tables, as_of),
+            tables.get("opportunities"),
+            tables.get("account_managers"),
+            as_of,
+            settings,
+            previous_scores=previous_scores,
+            current_features=scorable if previous_scores is not None else None,
+            previous_features=read_previous_features(previous),
+        )
+    except PortfolioInputError as error:
+        raise JobInputError(f"the portfolio cannot be summarised: {error}") from None
+    return enriched, summary
+
+
+def stage_counts(
+    features: pd.DataFrame, scored: pd.DataFrame, rejected: pd.DataFrame
+) -> dict[str, Any]:
+    """Accounts per stage; NightlyJobError if scored + rejected is not every active account."""
+    counts = {
+        "active_accounts": len(features),
+        "scored": len(scored),
+        "rejected": len(rejected),
+        "rejected_by_reason": rejected["reason"].value_counts().sort_index().to_dict(),
+    }
+    if counts["scored"] + counts["rejected"] != counts["active_accounts"]:
+        raise NightlyJobError(
+            f"{counts['active_accounts']} active accounts but {counts['scored']} scored and "
+            f"{counts['rejected']} rejected: the job lost accounts"
+        )
+    return counts
+
+
+def with_monitoring(
+    summary: dict[str, Any],
+    drift: pd.DataFrame,
+    outcomes: dict[str, Any] | None,
+    settings: DriftSettings,
+) -> dict[str, Any]:
+    """The summary with the drift alerts appended and the `drift` and `outcomes` sections."""
+    return {
+        **summary,
+        "alerts": [*summary.get("alerts", []), *drift_alerts(drift, settings)],
+        "drift": drift_summary(drift, settings),
+        "outcomes": outcomes,
+    }
+
+
+def report_for_run(
+    loaded: LoadedSources,
+    as_of: pd.Timestamp,
+    summary: dict[str, Any],
+    scores: pd.DataFrame,
+    rejected: pd.DataFrame,
+    drift: pd.DataFrame,
+    champions: tuple[Champion, Champion],
+    horizon_days: int,
+    settings: NightlyJobSettings,
+) -> str:
+    """The run's HTML report."""
+    churn, upsell = champions
+    return render_report(
+        ReportInput(
+            summary=summary,
+            scores=scores,
+            run={
+                "name": loaded.name,
+                "as_of": as_of.date().isoformat(),
+                "scored": len(scores),
+                "rejected": len(rejected),
+                "churn_model": f"{churn.name} v{churn.version}",
+                "upsell_model": f"{upsell.name} v{upsell.version}",
+                "horizon_days": horizon_days,
+                "sources": str(loaded.path),
+            },
+            drift=drift,
+            psi_alert=settings.psi_alert,
+            outcomes=summary.get("outcomes"),
+            data_tables=[load.to_dict() for load in loaded.report.tables],
+            rejected=rejected,
+            top_accounts=settings.report_top_accounts,
+            matrix_points=settings.report_matrix_points,
+            high_risk_p_churn=settings.portfolio.segmentation.high_risk_p_churn,
+            accounts=loaded.tables.get("accounts"),
+        )
+    )
+
+
 # --------------------------------------------------------------------------- the job
 
 
@@ -561,32 +691,23 @@ def run_nightly_job(
 
     with timer("load"):
         progress("load", 0, 1)
-        loaded = load_valid_sources(Path(sources_path))
-        try:
-            period = data_period(loaded.tables)
-        except FeatureError as error:
-            raise JobInputError(str(error)) from None
-        day = resolve_as_of(period, as_of)
+        loaded, period, day = load_inputs(Path(sources_path), as_of)
         progress("load", 1, 1)
-    out = Path(out_dir) if out_dir is not None else default_runs_root() / day.date().isoformat()
-    out = out.absolute()
+    out = (
+        Path(out_dir) if out_dir is not None else default_runs_root() / str(day.date())
+    ).absolute()
+    previous = previous_run(out.parent, day, exclude=out)
 
     with timer("models"):
         progress("models", 0, 2)
         churn, upsell = load_champions()
         progress("models", 2, 2)
-        horizon_days = int(
-            churn.metadata.get("horizon_days", settings.portfolio.metrics.horizon_days)
-        )
-        portfolio_settings = with_horizon(settings.portfolio, horizon_days)
+    horizon_days = int(churn.metadata.get("horizon_days", settings.portfolio.metrics.horizon_days))
+    portfolio_settings = with_horizon(settings.portfolio, horizon_days)
 
     with timer("features"):
         progress("features", 0, 1)
-        try:
-            features = build_account_features(loaded.tables, day)
-        except FeatureError as error:
-            raise JobInputError(str(error)) from None
-        features = features.sort_values("account_id", kind="stable").reset_index(drop=True)
+        features = active_account_features(loaded.tables, day)
         progress("features", 1, 1)
 
     with timer("score"):
@@ -597,23 +718,8 @@ def run_nightly_job(
 
     with timer("portfolio"):
         progress("portfolio", 0, 1)
-        accounts = loaded.tables["accounts"]
-        scored = with_account_attributes(scored, account_attributes(accounts))
-        scored = with_enrichment_features(scored, scorable)
-        enriched = enrich_scores(scored, portfolio_settings)
-        previous = previous_run(out.parent, day, exclude=out)
-        previous_scores = read_previous_scores(previous)
-        summary = build_portfolio_summary(
-            enriched,
-            accounts,
-            arr_history(loaded.tables, day),
-            loaded.tables.get("opportunities"),
-            loaded.tables.get("account_managers"),
-            day,
-            portfolio_settings,
-            previous_scores=previous_scores,
-            current_features=scorable if previous_scores is not None else None,
-            previous_features=read_previous_features(previous),
+        enriched, summary = summarise_portfolio(
+            scored, scorable, loaded.tables, day, portfolio_settings, previous
         )
         progress("portfolio", 1, 1)
 
@@ -624,55 +730,25 @@ def run_nightly_job(
         outcomes = outcomes_of_earlier_run(
             loaded.tables, period, list_runs(out.parent), day, horizon_days
         )
+        summary = with_monitoring(summary, drift, outcomes, settings.drift)
         progress("monitoring", 2, 2)
-    summary = {
-        **summary,
-        "alerts": [*summary.get("alerts", []), *drift_alerts(drift, settings.drift)],
-        "drift": drift_summary(drift, settings.drift),
-        "outcomes": outcomes,
-    }
 
-    counts = {
-        "active_accounts": len(features),
-        "scored": len(enriched),
-        "rejected": len(rejected),
-        "rejected_by_reason": rejected["reason"].value_counts().sort_index().to_dict(),
-    }
-    if counts["scored"] + counts["rejected"] != counts["active_accounts"]:
-        raise NightlyJobError(
-            f"{counts['active_accounts']} active accounts but {counts['scored']} scored and "
-            f"{counts['rejected']} rejected: the job lost accounts"
-        )
+    counts = stage_counts(features, enriched, rejected)
     manifest = build_manifest(loaded, day, churn, upsell, horizon_days, counts, engine, previous)
-    scores_out = scores_for_output(enriched)
-    rejected_out = rejected_for_output(rejected)
+    scores_out, rejected_out = scores_for_output(enriched), rejected_for_output(rejected)
 
     with timer("report"):
         progress("report", 0, 1)
-        report_html = render_report(
-            ReportInput(
-                summary=summary,
-                scores=scores_out,
-                run={
-                    "name": loaded.name,
-                    "as_of": day.date().isoformat(),
-                    "scored": len(scores_out),
-                    "rejected": len(rejected_out),
-                    "churn_model": f"{churn.name} v{churn.version}",
-                    "upsell_model": f"{upsell.name} v{upsell.version}",
-                    "horizon_days": horizon_days,
-                    "sources": str(loaded.path),
-                },
-                drift=drift,
-                psi_alert=settings.psi_alert,
-                outcomes=outcomes,
-                data_tables=[load.to_dict() for load in loaded.report.tables],
-                rejected=rejected_out,
-                top_accounts=settings.report_top_accounts,
-                matrix_points=settings.report_matrix_points,
-                high_risk_p_churn=settings.portfolio.segmentation.high_risk_p_churn,
-                accounts=accounts,
-            )
+        report_html = report_for_run(
+            loaded,
+            day,
+            summary,
+            scores_out,
+            rejected_out,
+            drift,
+            (churn, upsell),
+            horizon_days,
+            settings,
         )
         progress("report", 1, 1)
 
