@@ -207,9 +207,10 @@ def concentration_curve(
     top = min(highlight_top, n)
     x, y = frame.x(top / n), frame.y(float(cumulative_share[top - 1]))
     anchor, dx = ("end", -8) if top / n > 0.6 else ("start", 8)
+    dy = -10 if float(cumulative_share[top - 1]) < 0.5 else 16  # keep clear of the x axis
     body.append(
         f'<circle cx="{_f(x)}" cy="{_f(y)}" r="4" fill="{RISK_COLOR}"/>'
-        f'<text x="{_f(x + dx)}" y="{_f(y + 16)}" text-anchor="{anchor}" font-size="12" '
+        f'<text x="{_f(x + dx)}" y="{_f(y + dy)}" text-anchor="{anchor}" font-size="12" '
         f'fill="{TEXT_COLOR}">top {top}: {escape(percent(float(cumulative_share[top - 1])))} '
         "of ARR</text>"
     )

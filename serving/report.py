@@ -98,7 +98,11 @@ def kpi_tiles(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             "label": "ARR",
             "value": summary.get("arr_total"),
             "text": compact_number(arr_total) if arr_total is not None else "n/a",
-            "detail": f"{summary.get('accounts', '')} active accounts".strip(),
+            "detail": (
+                f"{int(summary['accounts']):,} scored accounts"
+                if isinstance(summary.get("accounts"), int | float)
+                else ""
+            ),
             "alerting": False,
         },
         {
