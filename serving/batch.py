@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.build import (
@@ -79,6 +80,20 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "reasons",
     "churn_model_version",
     "upsell_model_version",
+)
+
+# The Arrow type of scores.parquet's `reasons` (fixed, so that an empty run has it too).
+REASON_TYPE = pa.list_(
+    pa.struct(
+        [
+            ("model", pa.string()),
+            ("rank", pa.int64()),
+            ("feature", pa.string()),
+            ("value", pa.string()),
+            ("contribution", pa.float64()),
+            ("text", pa.string()),
+        ]
+    )
 )
 
 # What the portfolio layer reads from an account besides its scores: column -> feature.
@@ -526,7 +541,7 @@ def write_run_files(
         "portfolio": folder / "portfolio.json",
         "report": folder / "report.html",
     }
-    write_parquet(scores, paths["scores"])
+    write_parquet(scores, paths["scores"], {"reasons": REASON_TYPE})
     write_parquet(rejected, paths["rejected"])
     write_parquet(features, paths["features"])
     write_json(summary, paths["portfolio"])

@@ -133,9 +133,27 @@ def staged_run_folder(out_dir: Path) -> Iterator[Path]:
                 shutil.rmtree(staged, ignore_errors=True)
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write `frame` (its index dropped) as Parquet; the same frame always gives the same bytes."""
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+def write_parquet(
+    frame: pd.DataFrame, path: Path, column_types: dict[str, pa.DataType] | None = None
+) -> None:
+    """Write `frame` (its index dropped) as Parquet; the same frame always gives the same bytes.
+
+    `column_types` fixes the Arrow type of columns whose type cannot be
+    inferred from every frame (e.g. a list-of-struct column that is empty).
+    """
+    frame = frame.reset_index(drop=True)
+    schema = None
+    if column_types:
+        frame = frame.astype({name: object for name in column_types if name in frame.columns})
+        inferred = pa.Schema.from_pandas(frame, preserve_index=False)
+        schema = pa.schema(
+            [
+                field.with_type(column_types[field.name]) if field.name in column_types else field
+                for field in inferred
+            ],
+            metadata=inferred.metadata,
+        )
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
 

@@ -119,3 +119,20 @@ def test_json_is_safe_and_deterministic(tmp_path: Path) -> None:
     }
     write_json(document, tmp_path / "a.json")
     assert (tmp_path / "a.json").read_text() == text
+
+
+def test_column_types_fix_the_type_of_an_empty_list_column(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    reason = pa.list_(pa.struct([("feature", pa.string()), ("contribution", pa.float64())]))
+    empty = pd.DataFrame({"account_id": pd.array([], dtype="string"), "reasons": []})
+    write_parquet(empty, tmp_path / "empty.parquet", {"reasons": reason})
+    assert pq.read_schema(tmp_path / "empty.parquet").field("reasons").type == reason
+
+    full = pd.DataFrame(
+        {"account_id": ["A1"], "reasons": [[{"feature": "usage", "contribution": 0.5}]]}
+    )
+    write_parquet(full, tmp_path / "full.parquet", {"reasons": reason})
+    back = pd.read_parquet(tmp_path / "full.parquet")
+    assert list(back["reasons"].iloc[0]) == [{"feature": "usage", "contribution": 0.5}]
