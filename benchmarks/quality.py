@@ -115,12 +115,27 @@ def synthetic_quality(accounts: int, months: int, seed: int, settings: TrainingS
         )
         joined = rows.merge(truth_keys, on=["account_id", "as_of"], how="left")
         known = joined[column].notna()
-        oracle = evaluate_binary(joined.loc[known, "label"], joined.loc[known, column])
+        arr = joined.loc[known, "arr"] if target == "churn" else None
+        oracle = evaluate_binary(joined.loc[known, "label"], joined.loc[known, column], arr)
         model_on_known = roc_auc_score(joined.loc[known, "label"], joined.loc[known, "p"])
         summary = _target_summary(result)
         summary["oracle"] = _short(oracle)
         summary["oracle_rows"] = f"{int(known.sum())}/{len(joined)}"
         summary["auc_gap_to_oracle"] = round(float(oracle["roc_auc"] - model_on_known), 4)
+        if target == "churn":
+            # how far the realised churned ARR strays from its expectation by chance alone:
+            # under the true probabilities it is a sum of independent Bernoulli x ARR terms
+            p_true = joined.loc[known, column].to_numpy(dtype=float)
+            arr_known = joined.loc[known, "arr"].to_numpy(dtype=float)
+            p_model = joined.loc[known, "p"].to_numpy(dtype=float)
+            expected = float(np.sum(p_true * arr_known))
+            summary["oracle_expected_arr_at_risk"] = round(expected, 2)
+            summary["realised_churned_arr_relative_sd_by_chance"] = round(
+                float(np.sqrt(np.sum(p_true * (1 - p_true) * arr_known**2)) / expected), 4
+            )
+            summary["model_vs_oracle_expected_arr_at_risk"] = round(
+                float(np.sum(p_model * arr_known) / expected - 1), 4
+            )
         out[target] = summary
     churn = out["churn"]
     out["meets_targets"] = {

@@ -127,7 +127,7 @@ class TargetResult:
     duration_seconds: float
     logged: LoggedVersion | None = None
     gate: GateDecision | None = None
-    # the evaluation rows: keys (account_id, and as_of for snapshots), label, p
+    # the evaluation rows: account_id (as_of and arr for snapshots), label, p
     evaluation: pd.DataFrame | None = None
     # What logging needs (evaluation features, labels and scores among it), so that
     # `log_target` and `gate_target` can log, register and gate a result later.
@@ -542,7 +542,9 @@ def train_from_sources(
             arr_eval=folds["evaluation"]["arr"].to_numpy(dtype=np.float64)
             if name == "churn" and "arr" in folds["evaluation"]
             else None,
-            evaluation_keys=folds["evaluation"][["account_id", "as_of"]],
+            evaluation_keys=folds["evaluation"][
+                [c for c in ("account_id", "as_of", "arr") if c in folds["evaluation"]]
+            ],
             design=SOURCES_DESIGN,
             data={**data, **fold_rates},
             feature_set_name=FEATURE_SET_NAME,

@@ -16,6 +16,7 @@ short, the search is deterministic for a given seed.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -58,17 +59,20 @@ class TuningSettings:
     pruner_warmup_units: int = 4
     # Rows used for the search (a seeded random sample when the training set is
     # larger); the final model always trains on every training row.
-    max_tuning_rows: int | None = 120_000
-    # LightGBM threads; None: one thread below `threads_row_threshold` training
-    # rows (OpenMP start-up and contention cost more than they save on small
-    # data), all cores above it.
+    max_tuning_rows: int | None = 60_000
+    # LightGBM threads. None: one thread on machines with 2 cores or fewer, or
+    # below `threads_row_threshold` rows; all cores otherwise. OpenMP threads
+    # spin while they wait: on a small or busy machine two threads were
+    # measured up to 10x slower than one (docs/benchmarks.md, "Model quality").
     n_jobs: int | None = None
     threads_row_threshold: int = 100_000
 
     def threads_for(self, n_rows: int) -> int:
         if self.n_jobs is not None:
             return self.n_jobs
-        return 1 if n_rows < self.threads_row_threshold else 0
+        if (os.cpu_count() or 1) <= 2 or n_rows < self.threads_row_threshold:
+            return 1
+        return 0
 
     def __post_init__(self) -> None:
         if self.n_trials < 1:
