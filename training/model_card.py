@@ -83,13 +83,14 @@ def render_model_card(card: ModelCard) -> str:
     not_applicable = {k: v for k, v in card.baselines.items() if isinstance(v, str)}
     if not_applicable:
         lines.append("")
-        lines += [f"- baseline `{k}` not computed: {v}" for k, v in not_applicable.items()]
+        lines += [f"- baseline `{k}`: {v}" for k, v in not_applicable.items()]
     lines += [
         "",
         "## Tuning",
         "",
         f"{card.tuning.get('n_trials', '?')} trials ({card.tuning.get('n_complete', '?')} complete, "
-        f"{card.tuning.get('n_pruned', '?')} pruned) in {_fmt(card.tuning.get('duration_seconds', math.nan))} s, "
+        f"{card.tuning.get('n_pruned', '?')} pruned) in "
+        f"{float(card.tuning.get('duration_seconds', math.nan)):.1f} s, "
         f"{card.tuning.get('design', '')}; best validation {card.tuning.get('metric', '')} "
         f"{_fmt(card.tuning.get('best_value', math.nan))}.",
         "",
@@ -126,4 +127,8 @@ def default_limitations(target: str, design: str) -> list[str]:
         )
     if target == "churn":
         items.append("Churn is all-or-nothing: partial contractions count as retained.")
+    items.append(
+        "Loading the MLflow pyfunc needs the account-portfolio package (training.model); "
+        "booster.txt + model.json can be read without it by LightGBM and any JSON reader."
+    )
     return items
