@@ -258,12 +258,12 @@ def mover_blocks(movers: Mapping[str, Any] | None) -> dict[str, Any]:
         rows = []
         for mover in movers.get(key, []) or []:
             change = _number(mover.get("change")) or 0.0
-            features = mover.get("features") or mover.get("changed_features") or []
+            features = mover.get("features") or []
             rows.append(
                 {
                     "account": str(mover.get("account_id")),
-                    "before": percent(_number(mover.get("before", mover.get("previous")))),
-                    "now": percent(_number(mover.get("now", mover.get("current")))),
+                    "before": percent(_number(mover.get(f"p_{key}_previous"))),
+                    "now": percent(_number(mover.get(f"p_{key}"))),
                     "change": f"{'+' if change > 0 else ''}{100 * change:.1f} pts",
                     "direction": "up" if (change > 0) == (key == "churn") else "down",
                     "changes": ", ".join(

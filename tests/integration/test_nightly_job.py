@@ -362,6 +362,7 @@ def test_movers_and_outcomes_come_from_earlier_runs_in_the_same_folder(
     )
     html = (runs / last_day.date().isoformat() / "report.html").read_text()
     assert f"Run as of {early}" in html
+    assert f"Compared with the run as of {middle}" in html
 
 
 # --------------------------------------------------------------------------- the command line

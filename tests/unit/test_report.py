@@ -183,6 +183,28 @@ def test_drift_and_empty_sections_render() -> None:
     assert "1 of 1 features above PSI 0.2" in html
 
 
+def test_movers_show_before_now_and_what_changed() -> None:
+    movers = {
+        "available": True,
+        "previous_as_of": "2024-05-31",
+        "churn": [
+            {
+                "account_id": "A2",
+                "p_churn_previous": 0.1,
+                "p_churn": 0.35,
+                "change": 0.25,
+                "features": [{"feature": "seat_utilisation_28d", "change": -0.3}],
+            }
+        ],
+        "upsell": [],
+    }
+    html = _render(summary={**SUMMARY, "movers": movers})
+    section = html[html.index('id="movers"') : html.index('id="tiers"')]
+    assert "2024-05-31" in section
+    assert "10.0%" in section and "35.0%" in section and "+25.0 pts" in section
+    assert "seat_utilisation_28d" in section
+
+
 def test_machine_value() -> None:
     assert machine_value(0.1 + 0.2) == "0.30000000000000004"
     assert machine_value(None) == ""
