@@ -262,8 +262,10 @@ def mover_blocks(movers: Mapping[str, Any] | None) -> dict[str, Any]:
             rows.append(
                 {
                     "account": str(mover.get("account_id")),
-                    "before": percent(_number(mover.get(f"p_{key}_previous"))),
-                    "now": percent(_number(mover.get(f"p_{key}"))),
+                    "before": percent(
+                        _number(mover.get("previous", mover.get(f"p_{key}_previous")))
+                    ),
+                    "now": percent(_number(mover.get("current", mover.get(f"p_{key}")))),
                     "change": f"{'+' if change > 0 else ''}{100 * change:.1f} pts",
                     "direction": "up" if (change > 0) == (key == "churn") else "down",
                     "changes": ", ".join(

@@ -190,8 +190,8 @@ def test_movers_show_before_now_and_what_changed() -> None:
         "churn": [
             {
                 "account_id": "A2",
-                "p_churn_previous": 0.1,
-                "p_churn": 0.35,
+                "previous": 0.1,
+                "current": 0.35,
                 "change": 0.25,
                 "features": [{"feature": "seat_utilisation_28d", "change": -0.3}],
             }
