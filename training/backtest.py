@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import Tables
-from training.compare import as_champion
+from training.compare import UNREGISTERED, as_champion
 from training.metrics import calibration_bins, evaluate_binary
 from training.pipeline import TrainingError, TrainingSettings, train_from_sources
 from training.registry import Champion, load_champion
@@ -136,6 +136,11 @@ def walk_forward_models(
     return models_at
 
 
+def model_label(model: Champion) -> str:
+    """`name vN` for a registered version, the name alone for an unregistered model."""
+    return model.name if model.version == UNREGISTERED else f"{model.name} v{model.version}"
+
+
 def _out_of_time(model: Champion, day: pd.Timestamp) -> bool | None:
     """Whether `day` is at or after the model's evaluation snapshot (None when unknown)."""
     evaluated = model.metadata.get("evaluation_as_of")
@@ -174,13 +179,13 @@ def run_backtest(
             p = model.model.predict_proba(rows)
             y = rows[target].to_numpy(dtype=np.float64)
             scored[f"p_{target}"] = p
-            scored[f"{target}_model"] = f"{model.name} v{model.version}"
+            scored[f"{target}_model"] = model_label(model)
             metrics = evaluate_binary(y, p, arr if target == ARR_WEIGHTED_TARGET else None)
             summary.append(
                 {
                     "as_of": day,
                     "target": target,
-                    "model": f"{model.name} v{model.version}",
+                    "model": model_label(model),
                     "out_of_time": _out_of_time(model, day),
                     **{name: metrics.get(name, np.nan) for name in SUMMARY_METRICS},
                 }
@@ -206,6 +211,7 @@ __all__ = [
     "backtest_dates",
     "champion_models",
     "fixed_models",
+    "model_label",
     "run_backtest",
     "walk_forward_models",
 ]

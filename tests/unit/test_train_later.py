@@ -15,7 +15,12 @@ import pytest
 from features import build_training_panel, default_snapshot_dates
 from features.synthetic import GeneratorSettings, generate_portfolio
 from training.backtest import backtest_dates, run_backtest, walk_forward_models
-from training.compare import champion_or_none, compare_with_champion, evaluation_features
+from training.compare import (
+    champion_or_none,
+    compare_with_champion,
+    evaluation_features,
+    metrics_vs_baselines,
+)
 from training.pipeline import (
     TrainingError,
     TrainingSettings,
@@ -135,6 +140,11 @@ def test_challenger_comparison_uses_its_evaluation_rows(untracked):
     assert comparison.metrics.loc["challenger"].to_dict() == pytest.approx(
         result.metrics, nan_ok=True
     )
+    table = metrics_vs_baselines(result)
+    assert table["model"].to_dict() == result.metrics
+    applied = [name for name, values in result.baselines.items() if isinstance(values, dict)]
+    assert list(table.columns) == ["model", *applied] and "logistic" in applied
+    assert table.loc["roc_auc", "logistic"] == result.baselines["logistic"]["roc_auc"]
     rows = evaluation_features(result)
     assert list(rows.columns[:2]) == ["account_id", "as_of"]
     np.testing.assert_allclose(result.model.predict_proba(rows), result.evaluation["p"])
@@ -156,5 +166,8 @@ def test_walk_forward_models_only_learn_from_labels_known_at_their_date(tables, 
             evaluated = pd.Timestamp(models[target].metadata["evaluation_as_of"])
             assert evaluated + pd.Timedelta(days=HORIZON) <= day
             assert models[target].version == "unregistered"
+    assert set(backtest.summary["model"]) == {
+        f"{target} trained as of {day.date()}" for day in dates for target in ("churn", "upsell")
+    }
     assert backtest.summary["out_of_time"].all()
     assert len(backtest.summary) == 2 * len(dates)
