@@ -102,6 +102,19 @@ def as_champion(result: TargetResult, name: str = CHALLENGER) -> Champion:
     )
 
 
+def metrics_vs_baselines(result: TargetResult) -> pd.DataFrame:
+    """The model's evaluation metrics beside the baselines' on the same rows.
+
+    One column per model (`model`, then each baseline that applied), one row
+    per metric. A baseline that did not apply (e.g. no health signals) is left out.
+    """
+    columns = {"model": result.metrics}
+    columns.update(
+        {name: values for name, values in result.baselines.items() if isinstance(values, dict)}
+    )
+    return pd.DataFrame(columns)
+
+
 def evaluation_features(result: TargetResult) -> pd.DataFrame:
     """The evaluation rows of a trained result with what the models read: keys, then features."""
     if result.record is None or result.evaluation is None:
@@ -224,4 +237,5 @@ __all__ = [
     "compare_with_champion",
     "evaluation_features",
     "gate_preview",
+    "metrics_vs_baselines",
 ]
