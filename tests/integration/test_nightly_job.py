@@ -363,6 +363,10 @@ def test_movers_and_outcomes_come_from_earlier_runs_in_the_same_folder(
     html = (runs / last_day.date().isoformat() / "report.html").read_text()
     assert f"Run as of {early}" in html
     assert f"Compared with the run as of {middle}" in html
+    section = html[html.index('id="movers"') : html.index('id="tiers"')]
+    first = movers["churn"][0]
+    assert f"{100 * first['current']:.1f}%" in section
+    assert f"{100 * first['previous']:.1f}%" in section
 
 
 # --------------------------------------------------------------------------- the command line
