@@ -12,8 +12,12 @@ default: about 10 million weekly usage rows) and measures, in one run:
     computing count(*) and sum(events).
 
 Also measured: CPU time of the process for each (the machine may be shared;
-CPU seconds are less sensitive to other jobs than wall seconds), and
-`portfolio features` end to end (load the Parquet sources, build, write).
+CPU seconds are less sensitive to other jobs than wall seconds);
+`portfolio features` end to end (load the Parquet sources, build, write);
+the training panel over monthly snapshots; and, for the panel's design, the
+usage family's window aggregates over those snapshots computed snapshot by
+snapshot (what the panel does) versus in one query that joins the usage rows
+to a table of as-of dates by range.
 Targets: at least 5 million source rows per second for (a) on 2 cores, (a)
 at least 3x faster than (b), and (a) within 3x of (c). Run with:
 
@@ -40,9 +44,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from features import FEATURES, build_account_features, data_period
+from features import FEATURES, build_account_features, build_training_panel, data_period
+from features.build import FeatureSession, fill_dates
 from features.contract import Tables
-from features.definitions import ARR_EPSILON
+from features.definitions import ARR_EPSILON, USAGE
 from features.snapshot import feature_snapshot, write_parquet_atomically
 from features.synthetic import GeneratorSettings, generate_portfolio, write_portfolio
 
@@ -303,6 +308,41 @@ def duckdb_usage_groupby(usage: pd.DataFrame) -> pd.DataFrame:
         ).df()
 
 
+# ---------------------------------------------------------------- panels: loop or range join
+
+
+def usage_windows_by_snapshot(session: FeatureSession, dates: list[pd.Timestamp]) -> int:
+    """The usage window block, one query per as-of date (as the panel runs); rows returned."""
+    window = USAGE.blocks[0]
+    aggregates = ", ".join(f"{sql} AS {name}" for name, sql in window.aggregates.items())
+    sql = f"SELECT account_id, {aggregates} FROM ({window.rows}) AS block_rows GROUP BY account_id"
+    return sum(len(session.query(fill_dates(sql, day))) for day in dates)
+
+
+def usage_windows_by_range_join(session: FeatureSession, dates: list[pd.Timestamp]) -> int:
+    """The same aggregates in one query: usage rows joined by range to a table of as-of dates."""
+    window = USAGE.blocks[0]
+    rows = window.rows
+    for old, new in (
+        ("SELECT account_id, period,", "SELECT cutoff, account_id, period,"),
+        ("FROM (SELECT account_id,", "FROM (SELECT s.cutoff, account_id,"),
+        ("FROM usage WHERE", "FROM usage JOIN snapshots AS s ON true WHERE"),
+        ("GROUP BY account_id, period", "GROUP BY cutoff, account_id, period"),
+        ("{cutoff}", "s.cutoff"),
+    ):
+        assert old in rows, old
+        rows = rows.replace(old, new)
+    aggregates = ", ".join(f"{sql} AS {name}" for name, sql in window.aggregates.items())
+    snapshots = pd.DataFrame({"cutoff": [day + pd.Timedelta(days=1) for day in dates]})
+    session._con.register("snapshots", snapshots)
+    return len(
+        session.query(
+            f"SELECT cutoff, account_id, {aggregates} FROM ({rows}) AS block_rows "
+            "GROUP BY cutoff, account_id"
+        )
+    )
+
+
 # ---------------------------------------------------------------- measuring
 
 
@@ -359,6 +399,11 @@ class FeaturesBenchmark:
     limit: Timing
     command: Timing
     different_columns: list[str]
+    panel_snapshots: int
+    panel_rows: int
+    panel: Timing
+    windows_by_snapshot: Timing
+    windows_by_range_join: Timing
 
     @property
     def source_rows(self) -> int:
@@ -377,7 +422,9 @@ class FeaturesBenchmark:
         return self.ours.wall_seconds / self.limit.wall_seconds
 
 
-def run(accounts: int, months: int, seed: int, repeat: int, folder: Path) -> FeaturesBenchmark:
+def run(
+    accounts: int, months: int, seed: int, repeat: int, snapshots: int, folder: Path
+) -> FeaturesBenchmark:
     portfolio = generate_portfolio(
         GeneratorSettings(n_accounts=accounts, months=months, seed=seed, kind="saas")
     )
@@ -395,6 +442,16 @@ def run(accounts: int, months: int, seed: int, repeat: int, folder: Path) -> Fea
         write_parquet_atomically(snapshot.features, folder / "features.parquet")
 
     command_timing, _ = best_of(1, command)
+
+    dates = [
+        day
+        for day in pd.date_range(end=as_of - pd.Timedelta(days=90), periods=snapshots, freq="MS")
+    ]
+    panel_timing, panel = best_of(1, lambda: build_training_panel(tables, dates, 90))
+    with FeatureSession(tables) as session:
+        loop_timing, loop_rows = best_of(1, lambda: usage_windows_by_snapshot(session, dates))
+        join_timing, join_rows = best_of(1, lambda: usage_windows_by_range_join(session, dates))
+    assert loop_rows == join_rows, (loop_rows, join_rows)
     return FeaturesBenchmark(
         accounts=accounts,
         months=months,
@@ -407,6 +464,11 @@ def run(accounts: int, months: int, seed: int, repeat: int, folder: Path) -> Fea
         limit=limit_timing,
         command=command_timing,
         different_columns=compare(ours, baseline),
+        panel_snapshots=len(dates),
+        panel_rows=len(panel),
+        panel=panel_timing,
+        windows_by_snapshot=loop_timing,
+        windows_by_range_join=join_timing,
     )
 
 
@@ -434,6 +496,19 @@ def render(result: FeaturesBenchmark) -> Table:
             f"{timing.cpu_seconds:.2f}",
             f"{rows / timing.wall_seconds:,.0f}",
         )
+    snapshots = result.panel_snapshots
+    for name, timing in (
+        (
+            f"training panel, {snapshots} monthly snapshots ({result.panel_rows:,} rows)",
+            result.panel,
+        ),
+        (f"usage windows x {snapshots} snapshots, one query each", result.windows_by_snapshot),
+        (
+            f"usage windows x {snapshots} snapshots, one range-join query",
+            result.windows_by_range_join,
+        ),
+    ):
+        table.add_row(name, f"{timing.wall_seconds:.2f}", f"{timing.cpu_seconds:.2f}", "")
     for name, rows in result.row_counts.items():
         table.add_row(f"rows {name}", "", "", f"{rows:,}")
     table.add_row(
@@ -473,9 +548,12 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=2, help="runs per measure; the best counts")
+    parser.add_argument("--snapshots", type=int, default=6, help="monthly snapshots of the panel")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="features-benchmark-") as folder:
-        result = run(args.accounts, args.months, args.seed, args.repeat, Path(folder))
+        result = run(
+            args.accounts, args.months, args.seed, args.repeat, args.snapshots, Path(folder)
+        )
     load = os.getloadavg()[0]
     console = Console()
     console.print(render(result))

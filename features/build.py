@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from queue import Queue
 from types import TracebackType
 
 import duckdb
@@ -351,10 +352,14 @@ class FeatureSession:
             encoded: dict[str, dict[str, pd.Series]] = {}
             for (name, column), values in zip(id_columns, codes, strict=True):
                 encoded.setdefault(name, {})[column] = values
+        self._frames = {
+            name: frame.assign(**encoded.get(name, {})) for name, frame in self.tables.items()
+        }
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
-        for name, frame in self.tables.items():
-            self._register(name, frame.assign(**encoded.get(name, {})))
+        for name, frame in self._frames.items():
+            self._register(name, frame)
+        self._cursors: Queue[duckdb.DuckDBPyConnection] | None = None
 
     def __enter__(self) -> FeatureSession:
         return self
@@ -368,6 +373,9 @@ class FeatureSession:
         self.close()
 
     def close(self) -> None:
+        if self._cursors is not None:
+            while not self._cursors.empty():
+                self._cursors.get().close()
         self._con.close()
 
     def query(self, sql: str) -> pd.DataFrame:
@@ -400,16 +408,44 @@ class FeatureSession:
         revenue = self._con.sql(revenue_sql).df().set_index("account_id")
         spine = revenue.loc[revenue["arr"] > ARR_EPSILON, ["arr"]].sort_index()
         self._con.register("spine", spine.reset_index())
-        parts = [revenue.reindex(spine.index)]
-        for _, sql in others:
-            parts.append(self._con.sql(sql).df().set_index("account_id").reindex(spine.index))
-        aggregates = pd.concat(parts, axis=1).rename_axis("account_id").reset_index()
+        cursors = self._block_cursors()
+        for cursor in list(cursors.queue):
+            cursor.register("spine", spine.reset_index())
+
+        def run_block(sql: str) -> pd.DataFrame:
+            cursor = cursors.get()
+            try:
+                return cursor.sql(sql).df().set_index("account_id").reindex(spine.index)
+            finally:
+                cursors.put(cursor)
+
+        # Blocks are independent: two at a time keep both cores busy (small ones barely
+        # parallelise inside DuckDB). DuckDB releases the GIL while it runs a query.
+        with ThreadPoolExecutor(max_workers=BLOCK_THREADS) as pool:
+            blocks = list(pool.map(run_block, [sql for _, sql in others]))
+        aggregates = (
+            pd.concat([revenue.reindex(spine.index), *blocks], axis=1)
+            .rename_axis("account_id")
+            .reset_index()
+        )
         self._con.register("aggregates", aggregates)
         try:
             return self.query(plan.select_sql("aggregates"))
         finally:
             self._con.unregister("aggregates")
             self._con.unregister("spine")
+
+    def _block_cursors(self) -> Queue[duckdb.DuckDBPyConnection]:
+        """Connections to the session's database, each with the frames registered."""
+        if self._cursors is None:
+            self._cursors = Queue()
+            for _ in range(BLOCK_THREADS):
+                cursor = self._con.cursor()
+                cursor.execute("SET TimeZone = 'UTC'")
+                for name, frame in self._frames.items():
+                    cursor.register(f"frame_{name}", frame)
+                self._cursors.put(cursor)
+        return self._cursors
 
     def unknown_columns(self, as_of: AsOf) -> dict[str, set[str]]:
         """Per dated table, the optional columns features need that no row known at `as_of` fills."""
@@ -483,8 +519,9 @@ class FeatureSession:
 
 # Columns holding account ids (coded as integers inside a session).
 ACCOUNT_ID_COLUMNS: frozenset[str] = frozenset({"account_id", "parent_account_id"})
-# Threads that code the ids of the tables in parallel.
+# Threads that code the ids of the tables in parallel, and that run blocks at the same time.
 ENCODING_THREADS = 2
+BLOCK_THREADS = 2
 
 
 def _sorted_ids(tables: Tables) -> pa.Array:

@@ -475,10 +475,8 @@ ORDER_FEATURES = [
 # ---------------------------------------------------------------- usage
 
 _UTILISATION_ROW = "active_users IS NOT NULL AND seats_licensed > 0"
-_ACTIVE_ROW = (
-    "(coalesce(active_users, 0) > 0 OR coalesce(events, 0) > 0 "
-    "OR (active_users IS NULL AND events IS NULL))"
-)
+# A usage row shows activity when it has active users or events, or says nothing about either.
+_ACTIVE_ROW = "(active_users > 0 OR events > 0 OR (active_users IS NULL AND events IS NULL))"
 
 
 # The last 24 weeks in four periods: 0 = the last 4 weeks, 1 = the 4 before, 2 = the 4 before
