@@ -756,3 +756,13 @@ def test_the_staged_run_equals_the_single_query() -> None:
             single = single.astype(staged.dtypes.to_dict())
         assert len(staged) > 20
         pd.testing.assert_frame_equal(staged, single, check_exact=False, rtol=1e-12)
+
+
+def test_docs_list_every_feature() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
+    missing = [
+        name for name, spec in FEATURES.items() if f"| `{name}` | {spec.family} |" not in text
+    ]
+    assert not missing, f"docs/features.md does not list: {missing}"
