@@ -3,23 +3,18 @@
 Two ways to split a LightGBM raw score (log-odds) into per-feature
 contributions that add up to it (plus the model's expected value):
 
-- `"path"` (the default): path attributions (Saabas). In each tree, the
-  change of the expected output at every split on the way from the root to
-  the row's leaf is credited to the split's feature. They depend only on
-  the leaf a row reaches, so `PathAttributions` turns each leaf of each tree
-  into a precomputed contribution vector once per model; a row's
-  contributions are then the sum of its leaves' vectors (one sparse matrix
-  product over the leaf indices LightGBM returns with `pred_leaf=True`).
-  The same product also returns the raw score, bit for bit what
-  `Booster.predict(raw_score=True)` gives (the leaf values are added in tree
-  order, as LightGBM does), so one pass over the trees gives both the score
-  and its reasons.
-- `"tree_shap"`: LightGBM's exact path-dependent TreeSHAP
-  (`pred_contrib=True`), far slower (see docs/benchmarks.md).
-
-Path attributions are exact for what they are; how often their top features
-match TreeSHAP's is measured by `benchmarks.scoring` and recorded in
-docs/benchmarks.md.
+- `"tree_shap"` (the default): exact path-dependent TreeSHAP, the values
+  LightGBM's `predict(pred_contrib=True)` gives, computed by the compiled
+  kernel of `serving.tree_shap` (per-leaf tables built once per model).
+- `"path"`: path attributions (Saabas). In each tree, the change of the
+  expected output at every split on the way from the root to the row's leaf
+  is credited to the split's feature. They depend only on the leaf a row
+  reaches, so `PathAttributions` turns each leaf of each tree into a
+  precomputed contribution vector; a row's contributions are the sum of its
+  leaves' vectors (one sparse product over LightGBM's `pred_leaf` output),
+  which also gives the raw score bit for bit. Much faster, but their top
+  features often differ from TreeSHAP's (see docs/benchmarks.md), so they
+  are an opt-in approximation.
 
 `top_contributions` picks the k largest contributions by absolute value and
 `reason_entries` turns them into JSON-ready reasons with the sentence from
@@ -39,8 +34,9 @@ import scipy.sparse as sp
 
 from features.definitions import FEATURES, FeatureSpec
 
-ReasonMethod = Literal["path", "tree_shap"]
-REASON_METHODS: tuple[str, ...] = ("path", "tree_shap")
+ReasonMethod = Literal["tree_shap", "path"]
+REASON_METHODS: tuple[str, ...] = ("tree_shap", "path")
+DEFAULT_REASON_METHOD: ReasonMethod = "tree_shap"
 
 # Rows below this are predicted on one thread: OpenMP start-up costs more than it saves.
 SINGLE_THREAD_ROWS = 2000
@@ -172,8 +168,8 @@ def _expected_values(root: Mapping[str, Any]) -> dict[int, float]:
     return expected
 
 
-def tree_shap_contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
-    """Exact TreeSHAP contributions (n, n_features) in log-odds, from LightGBM."""
+def lightgbm_contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    """LightGBM's own TreeSHAP contributions (n, n_features) in log-odds (the reference)."""
     contributions = booster.predict(matrix, pred_contrib=True, **booster_threads(matrix.shape[0]))
     return np.asarray(contributions)[:, :-1]
 

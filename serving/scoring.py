@@ -7,8 +7,7 @@ same float matrix, so a record scored online gives exactly what its row
 gives in the nightly frame:
 
     rows -> model matrix (`CalibratedBoostedClassifier.prepare`)
-         -> leaf indices (one LightGBM pass per model)
-         -> raw score + per-feature contributions (`serving.reasons.PathAttributions`)
+         -> raw score (LightGBM) + per-feature TreeSHAP contributions (`serving.tree_shap`)
          -> calibrated probability (the model's calibrator)
          -> top-k reasons per model
 
@@ -34,14 +33,15 @@ import numpy as np
 import pandas as pd
 
 from serving.reasons import (
+    DEFAULT_REASON_METHOD,
     REASON_METHODS,
     PathAttributions,
     ReasonMethod,
     booster_threads,
     reason_entries,
     top_contributions,
-    tree_shap_contributions,
 )
+from serving.tree_shap import PARALLEL_MIN_ROWS, TreeShapTables
 from training.model import CalibratedBoostedClassifier, apply_calibrator, numeric_column
 from training.registry import Champion
 
@@ -70,22 +70,47 @@ class ScoringInputError(ValueError):
 
 # ------------------------------------------------------------------ per-model state
 
-_ATTRIBUTIONS: weakref.WeakKeyDictionary[lgb.Booster, PathAttributions] = (
+# Per-booster tables, built on first use and dropped with the booster (a swapped-out champion).
+_PATH_ATTRIBUTIONS: weakref.WeakKeyDictionary[lgb.Booster, PathAttributions] = (
     weakref.WeakKeyDictionary()
 )
-_ATTRIBUTIONS_LOCK = threading.Lock()
+_TREE_SHAP_TABLES: weakref.WeakKeyDictionary[lgb.Booster, TreeShapTables] = (
+    weakref.WeakKeyDictionary()
+)
+_CACHE_LOCK = threading.Lock()
 
 
 def path_attributions(model: CalibratedBoostedClassifier) -> PathAttributions:
-    """The model's per-leaf attribution table, built once per booster and reused."""
-    booster = model.booster_
-    with _ATTRIBUTIONS_LOCK:
-        cached = _ATTRIBUTIONS.get(booster)
+    """The model's per-leaf path attributions, built once per booster and reused."""
+    return _cached(_PATH_ATTRIBUTIONS, model.booster_, PathAttributions.from_booster)
+
+
+def tree_shap_tables(model: CalibratedBoostedClassifier) -> TreeShapTables:
+    """The model's compiled TreeSHAP tables, built once per booster and reused."""
+    return _cached(_TREE_SHAP_TABLES, model.booster_, TreeShapTables.from_booster)
+
+
+def prepare_reasons(
+    model: CalibratedBoostedClassifier, reason_method: ReasonMethod = DEFAULT_REASON_METHOD
+) -> None:
+    """Build the model's reason tables now (e.g. at service start-up, before traffic)."""
+    if reason_method == "tree_shap":
+        tables = tree_shap_tables(model)
+        # Compiles (or loads from Numba's cache) the one-row and the parallel kernels.
+        tables.contributions(np.full((1, tables.n_features), np.nan))
+        tables.contributions(np.full((PARALLEL_MIN_ROWS, tables.n_features), np.nan))
+    else:
+        path_attributions(model)
+
+
+def _cached(cache, booster, build):
+    with _CACHE_LOCK:
+        cached = cache.get(booster)
     if cached is not None:
         return cached
-    built = PathAttributions.from_booster(booster)
-    with _ATTRIBUTIONS_LOCK:
-        return _ATTRIBUTIONS.setdefault(booster, built)
+    built = build(booster)
+    with _CACHE_LOCK:
+        return cache.setdefault(booster, built)
 
 
 @dataclass(frozen=True)
@@ -102,7 +127,7 @@ def score_matrix(
     model: CalibratedBoostedClassifier,
     matrix: np.ndarray,
     top_k: int,
-    reason_method: ReasonMethod = "path",
+    reason_method: ReasonMethod = DEFAULT_REASON_METHOD,
 ) -> ModelScores:
     """Score a model matrix (from `model.prepare`) with one model; `target` labels the reasons."""
     if reason_method not in REASON_METHODS:
@@ -123,7 +148,7 @@ def score_matrix(
         )
     else:
         raw = np.asarray(booster.predict(matrix, raw_score=True, **threads), dtype=np.float64)
-        contributions = tree_shap_contributions(booster, matrix)
+        contributions = tree_shap_tables(model).contributions(matrix)
     probability = apply_calibrator(model.calibrator_, raw)
     if top_k <= 0 or n_rows == 0:
         return ModelScores(probability, raw, [[] for _ in range(n_rows)])
@@ -142,7 +167,7 @@ def score_accounts(
     churn: Champion,
     upsell: Champion,
     top_k: int = 3,
-    reason_method: ReasonMethod = "path",
+    reason_method: ReasonMethod = DEFAULT_REASON_METHOD,
 ) -> pd.DataFrame:
     """Score a feature frame (`account_id`, `as_of`, features) with both champions.
 
@@ -204,7 +229,7 @@ def score_records(
     churn: Champion,
     upsell: Champion,
     top_k: int = 3,
-    reason_method: ReasonMethod = "path",
+    reason_method: ReasonMethod = DEFAULT_REASON_METHOD,
 ) -> list[dict[str, Any]]:
     """Score feature records (dicts with `account_id`, optional `as_of`, and features).
 

@@ -292,15 +292,19 @@ def test_top_reasons_agree_with_tree_shap_on_a_small_model(frame):
     assert np.mean(signs) >= 0.99
 
 
-def test_tree_shap_method_gives_lightgbm_contributions(frame, champions):
+def test_tree_shap_reasons_are_lightgbms_contributions(frame, champions):
     churn, upsell = champions
     sample = frame.head(10)
     scores = score_accounts(sample, churn, upsell, top_k=2, reason_method="tree_shap")
     shap = churn.model.booster_.predict(churn.model.prepare(sample), pred_contrib=True)[:, :-1]
+    expected_top = top_contributions(shap, 2)[0]
     for i, reasons in enumerate(scores["reasons"]):
-        for reason in _reasons(reasons, "churn"):
+        churn_reasons = _reasons(reasons, "churn")
+        names = [churn.model.feature_names_[j] for j in expected_top[i] if j >= 0]
+        assert [r["feature"] for r in churn_reasons] == names
+        for reason in churn_reasons:
             j = churn.model.feature_names_.index(reason["feature"])
-            assert reason["contribution"] == shap[i, j]
+            assert reason["contribution"] == pytest.approx(shap[i, j], abs=1e-12)
     with pytest.raises(ValueError, match="reason_method"):
         score_accounts(sample, churn, upsell, reason_method="lime")
 

@@ -1,0 +1,97 @@
+"""serving.tree_shap: the compiled TreeSHAP gives LightGBM's pred_contrib values."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from serving.tree_shap import PARALLEL_MIN_ROWS, TreeShapTables, pattern_table
+
+
+def _data(n: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6))
+    x[:, 4] = rng.integers(0, 40, n)  # categorical codes, some above 32 (a second bitset word)
+    x[:, 5] = np.where(rng.random(n) < 0.3, 0.0, rng.normal(size=n))  # many exact zeros
+    x[rng.random((n, 6)) < 0.08] = np.nan
+    logit = (
+        np.nan_to_num(x[:, 0]) * 1.5
+        - np.nan_to_num(x[:, 1]) * np.nan_to_num(x[:, 2])
+        + np.isin(x[:, 4], [3, 7, 35]) * 1.2
+        + np.nan_to_num(x[:, 5])
+    )
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    return x, y
+
+
+def _booster(x, y, **params) -> lgb.Booster:
+    settings = {
+        "objective": "binary",
+        "num_leaves": 15,
+        "min_data_in_leaf": 5,
+        "min_data_per_group": 5,
+        "cat_smooth": 1.0,
+        "verbosity": -1,
+        "num_threads": 1,
+        "seed": 0,
+    }
+    settings.update(params)
+    return lgb.train(settings, lgb.Dataset(x, y, categorical_feature=[4]), num_boost_round=30)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"zero_as_missing": True}, {"use_missing": False}, {"num_leaves": 63, "max_depth": -1}],
+    ids=["nan-missing", "zero-as-missing", "no-missing", "deep"],
+)
+def test_contributions_equal_lightgbm(params):
+    x, y = _data()
+    booster = _booster(x, y, **params)
+    expected = booster.predict(x, pred_contrib=True)
+    for depth in (0, 8):  # all leaves integrated on the fly / tabulated up to 8 features
+        tables = TreeShapTables.from_booster(booster, table_depth=depth)
+        np.testing.assert_allclose(tables.contributions(x), expected[:, :-1], atol=1e-10)
+        assert tables.expected_value == pytest.approx(expected[0, -1], abs=1e-12)
+
+
+def test_unseen_categories_and_extreme_values():
+    x, y = _data()
+    booster = _booster(x, y)
+    odd = x[:20].copy()
+    odd[:5, 4] = [100.0, -1.0, 1e9, 2.5, np.nan]  # unseen, negative, huge, fractional, missing
+    odd[5:10, 0] = [np.inf, -np.inf, 0.0, -0.0, 1e300]
+    tables = TreeShapTables.from_booster(booster)
+    expected = booster.predict(odd, pred_contrib=True)[:, :-1]
+    np.testing.assert_allclose(tables.contributions(odd), expected, atol=1e-10)
+
+
+def test_a_row_alone_gives_what_it_gives_in_a_batch():
+    x, y = _data(n=PARALLEL_MIN_ROWS * 2)
+    tables = TreeShapTables.from_booster(_booster(x, y))
+    batch = tables.contributions(x)  # the parallel kernel
+    for i in (0, 1, 77, len(x) - 1):
+        np.testing.assert_array_equal(tables.contributions(x[i : i + 1])[0], batch[i])
+
+
+def test_pattern_table_by_hand():
+    """One leaf, value 2, two features with zero fractions 0.5 and 0.25.
+
+    Shapley values of v(S) = 2 * prod_{j in S} o_j * prod_{j not in S} z_j:
+    with both conditions met (o = 1, 1): phi_0 = 2 * ((1 - 0.5) * 0.25 + (1 - 0.5) * 1) / 2.
+    """
+    table = pattern_table(np.array([2.0]), np.array([[0.5, 0.25]]))[0]
+    phi_both = table[0b11]
+    assert phi_both[0] == pytest.approx(2 * ((0.5 * 0.25) + (0.5 * 1.0)) / 2)
+    assert phi_both[1] == pytest.approx(2 * ((0.75 * 0.5) + (0.75 * 1.0)) / 2)
+    # Efficiency: contributions add up to v(all) - v(none) for every pattern.
+    for pattern in range(4):
+        o = [(pattern >> j) & 1 for j in range(2)]
+        assert table[pattern].sum() == pytest.approx(2 * o[0] * o[1] - 2 * 0.5 * 0.25)
+
+
+def test_wrong_width_is_an_error():
+    x, y = _data(n=100)
+    tables = TreeShapTables.from_booster(_booster(x, y))
+    with pytest.raises(ValueError, match="6 feature columns"):
+        tables.contributions(x[:, :3])
