@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -85,29 +84,41 @@ def _generate(accounts: int, months: int, seed: int, folder: Path) -> tuple[Path
     }
 
 
-def _run_job(sources: Path, out: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-c",
-        "from serving.cli import main; main()",
-        "score",
-        "--sources",
-        str(sources),
-        "--out",
-        str(out),
-    ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+LIGHT_JOB = (
+    "import sys; from serving.batch import NightlyJobSettings, run_nightly_job; "
+    "run_nightly_job(sys.argv[1], out_dir=sys.argv[2], settings=NightlyJobSettings(allocate=False))"
+)
+
+
+def _run_job(
+    sources: Path, out: Path, env: dict[str, str], log: Path, allocate: bool = True
+) -> dict[str, Any]:
+    """Run the job in a child process: the CLI, or (allocate=False) the library call."""
+    if allocate:
+        command = [
+            sys.executable,
+            "-c",
+            "from serving.cli import main; main()",
+            "score",
+            "--sources",
+            str(sources),
+            "--out",
+            str(out),
+        ]
+    else:
+        command = [sys.executable, "-c", LIGHT_JOB, str(sources), str(out)]
     started = time.perf_counter()
     with log.open("w") as handle:
-        completed = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
+        process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if completed.returncode != 0:
-        raise RuntimeError(f"the job exited {completed.returncode}; see {log}")
+    if process.returncode != 0:
+        raise RuntimeError(f"the job exited {process.returncode}; see {log}")
     manifest = json.loads((out / "manifest.json").read_text())
     return {
         "wall_seconds": round(wall, 2),
-        "peak_rss_mib": round(peak_kib / 1024, 1) if peak_kib > before else None,
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "job_seconds": manifest["timings"]["total_seconds"],
         "stages_seconds": manifest["timings"]["stages_seconds"],
         "row_counts": manifest["row_counts"],
@@ -186,6 +197,15 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         f"Peak memory of the job process: {job['peak_rss_mib']} MiB.",
     ]
+    light = result.get("job_without_allocation")
+    if light:
+        lines += [
+            "",
+            f"Without the account-manager allocation (`NightlyJobSettings(allocate=False)`): "
+            f"job {light['job_seconds']:.2f} s (portfolio stage "
+            f"{light['stages_seconds']['portfolio']:.2f} s), process wall time "
+            f"{light['wall_seconds']:.2f} s, peak RSS {light['peak_rss_mib']} MiB.",
+        ]
     if "scoring" in result:
         s = result["scoring"]
         lines += [
@@ -213,6 +233,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-accounts", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3, help="best-of for the side by side")
     parser.add_argument("--skip-side-by-side", action="store_true")
+    parser.add_argument(
+        "--also-without-allocation",
+        action="store_true",
+        help="run the job a second time with the account-manager allocation off",
+    )
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: temp)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -236,6 +261,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out = work / "runs" / "latest"
         logger.info("running the nightly job")
         job = _run_job(sources, out, env, work / "job.log")
+        without_allocation = None
+        if args.also_without_allocation:
+            logger.info("running the nightly job without the allocation")
+            without_allocation = _run_job(
+                sources, work / "runs" / "light", env, work / "job-light.log", allocate=False
+            )
         result: dict[str, Any] = {
             "accounts": args.accounts,
             "months": args.months,
@@ -243,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "training": training,
             "generation": generation,
             "job": job,
+            "job_without_allocation": without_allocation,
             "repeats": args.repeats,
         }
         if not args.skip_side_by_side:

@@ -137,6 +137,11 @@ class NightlyJobSettings(BaseModel):
         100_000, gt=0, description="Accounts scored per chunk (bounds memory for reasons)"
     )
     psi_alert: float = Field(0.2, gt=0, description="Drift alert when PSI > this")
+    allocate: bool = Field(
+        True,
+        description="Plan the account-manager allocation in this run (a large portfolio may "
+        "plan it less often: it is the costliest step)",
+    )
     report_top_accounts: int = Field(15, gt=0, description="Rows in the report's top tables")
     report_matrix_points: int = Field(
         1500, gt=0, description="Accounts drawn in the priority matrix (highest priority first)"
@@ -580,8 +585,12 @@ def summarise_portfolio(
     as_of: pd.Timestamp,
     settings: PortfolioSettings,
     previous: RunInfo | None,
+    allocate: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Enriched scores and the portfolio summary (movers against the `previous` run)."""
+    """Enriched scores and the portfolio summary (movers against the `previous` run).
+
+    With `allocate` off the account-manager plan is skipped and the summary says so.
+    """
     accounts = tables["accounts"]
     scored = with_account_attributes(scored, account_attributes(accounts))
     scored = with_enrichment_features(scored, scorable)
@@ -593,7 +602,7 @@ def summarise_portfolio(
             accounts,
             arr_history(tables, as_of),
             tables.get("opportunities"),
-            tables.get("account_managers"),
+            tables.get("account_managers") if allocate else None,
             as_of,
             settings,
             previous_scores=previous_scores,
@@ -602,6 +611,11 @@ def summarise_portfolio(
         )
     except PortfolioInputError as error:
         raise JobInputError(f"the portfolio cannot be summarised: {error}") from None
+    if not allocate:
+        summary["allocation"] = {
+            "status": "skipped",
+            "reason": "the allocation is off in this run's settings (allocate = false)",
+        }
     return enriched, summary
 
 
@@ -734,7 +748,7 @@ def run_nightly_job(
     with timer("portfolio"):
         progress("portfolio", 0, 1)
         enriched, summary = summarise_portfolio(
-            scored, scorable, loaded.tables, day, portfolio_settings, previous
+            scored, scorable, loaded.tables, day, portfolio_settings, previous, settings.allocate
         )
         progress("portfolio", 1, 1)
 

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 import serving.batch as batch
 from features.build import build_account_features, data_period
 from features.sources import load_sources
-from serving.batch import JobInputError, NightlyJobError, run_nightly_job
+from serving.batch import JobInputError, NightlyJobError, NightlyJobSettings, run_nightly_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -367,6 +367,17 @@ def test_movers_and_outcomes_come_from_earlier_runs_in_the_same_folder(
     first = movers["churn"][0]
     assert f"{100 * first['current']:.1f}%" in section
     assert f"{100 * first['previous']:.1f}%" in section
+
+
+def test_the_allocation_can_be_left_out_of_a_run(nightly_sources: Path, tmp_path: Path) -> None:
+    result = run_nightly_job(
+        nightly_sources,
+        out_dir=tmp_path / "runs" / "light",
+        settings=NightlyJobSettings(allocate=False),
+    )
+    assert result.summary["allocation"]["status"] == "skipped"
+    assert "allocate = false" in result.summary["allocation"]["reason"]
+    assert result.scored + result.rejected == result.active
 
 
 # --------------------------------------------------------------------------- the command line
