@@ -37,6 +37,17 @@ import pandas as pd
 
 from serving.api_guard import ApiError, GuardSettings, error_body, validation_error
 from serving.api_models import AccountRequest
+from serving.batch import (
+    ACCOUNT_ATTRIBUTES,
+    ENRICHMENT_FEATURES,
+    account_attributes,
+    arr_history,
+    load_valid_sources,
+    read_previous_features,
+    read_previous_scores,
+    with_account_attributes,
+    with_enrichment_features,
+)
 from serving.online_enrich import PortfolioReference, enrich_record, fit_reference
 from serving.online_runtime import ScoringRuntime
 from serving.online_settings import ServiceSettings
@@ -225,10 +236,18 @@ def feature_rules(churn_model: Any, upsell_model: Any, snapshot: Snapshot | None
 
 
 def answer_bytes(row: Mapping[str, Any], source: str) -> bytes:
-    """One account's answer as JSON bytes (fields in `ANSWER_FIELDS` order, then `source`)."""
-    document = {name: json_ready(row.get(name)) for name in ANSWER_FIELDS}
+    """One account's answer as JSON bytes (fields in `ANSWER_FIELDS` order, then `source`).
+
+    Live answers hold plain Python values already and are dumped as they are;
+    anything else (numpy or pandas values, NaN) goes through `json_ready`.
+    """
+    document = {name: row.get(name) for name in ANSWER_FIELDS}
     document["source"] = source
-    return json.dumps(document, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    try:
+        text = json.dumps(document, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = json.dumps(json_ready(document), allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8")
 
 
 def error_entry(account_id: str, message: str) -> bytes:
@@ -490,13 +509,6 @@ def load_portfolio_inputs(snapshot: Snapshot) -> PortfolioInputs:
     computed without them and the account attributes come from the run's
     scores; the log says why.
     """
-    from serving.batch import (
-        arr_history,
-        load_valid_sources,
-        read_previous_features,
-        read_previous_scores,
-    )
-
     previous = previous_run(snapshot.path.parent, snapshot.as_of, exclude=snapshot.path)
     earlier = {
         "previous_scores": read_previous_scores(previous),
@@ -539,13 +551,6 @@ def score_snapshot(
     portfolio_settings: PortfolioSettings,
 ) -> pd.DataFrame:
     """The snapshot scored and enriched as the nightly job does it (its functions, its order)."""
-    from serving.batch import (
-        ACCOUNT_ATTRIBUTES,
-        account_attributes,
-        with_account_attributes,
-        with_enrichment_features,
-    )
-
     scored = score_accounts(snapshot.features, churn, upsell, top_k=top_k)
     if inputs.accounts is not None:
         attributes = account_attributes(inputs.accounts)
@@ -658,8 +663,6 @@ def score_live(
 
 def account_context(record: Mapping[str, Any]) -> dict[str, Any]:
     """The portfolio context a what-if record gives (attributes and enrichment features)."""
-    from serving.batch import ENRICHMENT_FEATURES
-
     context = {name: record[name] for name in ("segment", "industry", "region") if name in record}
     for column, feature in ENRICHMENT_FEATURES.items():
         if feature in record:
