@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workdir", type=Path, help="reuse (or create) this setup folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     machine = _machine()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,7 @@ def translate_error_document(status: int, raw: bytes) -> tuple[int, bytes]:
         cleaned = [
             {
                 "loc": [part for part in d.get("loc", []) if part != "__root__"],
-                "msg": d.get("msg", ""),
+                "msg": str(d.get("msg", "")).removeprefix("Value error, "),
                 "type": d.get("type", "value_error"),
             }
             for d in details
