@@ -8,7 +8,8 @@ Jupyter path), and checks what the key cells produced:
 - 01 on its defaults (a generated portfolio): every plot is drawn;
 - 02 on the shared test portfolio with a temporary MLflow store (its
   default), registering and promoting: both targets get a second version,
-  the gate decides, and the store named by MLFLOW_TRACKING_URI is untouched;
+  the gate decides, and the store named by MLFLOW_TRACKING_URI and
+  MLFLOW_REGISTRY_URI is untouched;
 - 03 walk-forward: every backtest date is scored with models trained as of it.
 """
 
@@ -39,6 +40,7 @@ ALLOWED_IMPORTS = {
     "matplotlib",
     "optuna",
     "rich",
+    "os",
     "tempfile",
     "pathlib",
     "dataclasses",
@@ -187,6 +189,7 @@ def test_retrain_registers_and_gates_in_a_temporary_store(
 ) -> None:
     users_store = tmp_path / "users-store" / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{users_store}")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{users_store}")
     executed = _execute(
         "02_retrain",
         tmp_path,

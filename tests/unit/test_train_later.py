@@ -105,8 +105,11 @@ def test_untracked_result_keeps_what_logging_needs(untracked):
     np.testing.assert_allclose(record.evaluation_scores["model"], result.evaluation["p"])
 
 
-def test_log_register_then_gate_later(untracked, tmp_path):
+def test_log_register_then_gate_later(untracked, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # MLflow writes both variables when logging: set here, they are restored afterwards
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     result = untracked.targets["churn"]
     with pytest.raises(TrainingError, match="no registered version"):
         gate_target(result, _settings(tracking_uri=uri))
