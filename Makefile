@@ -33,7 +33,7 @@ bench: install  ## run the benchmarks (results go to docs/benchmarks.md by hand)
 	$(UV) run python -m benchmarks.generator
 
 notebooks: install  ## open JupyterLab on the notebooks
-	$(UV) run --with jupyterlab jupyter lab notebooks/
+	$(UV) run jupyter lab notebooks/
 
 reliability: install  ## long load and fault runs
 	$(UV) run pytest -m reliability
