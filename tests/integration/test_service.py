@@ -83,6 +83,23 @@ def _start_service(
     return Server(f"http://127.0.0.1:{port}", process, log)
 
 
+def _start_with_cli(env: dict[str, str], log: Path, *args: str) -> Server:
+    """`portfolio serve --port P ...`: the command users run (it starts `bentoml serve`)."""
+    port = _free_port()
+    command = [
+        str(Path(sys.executable).with_name("portfolio")),
+        "serve",
+        "--port",
+        str(port),
+        *args,
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Server(f"http://127.0.0.1:{port}", process, log)
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is not None:
         return
@@ -175,14 +192,22 @@ def open_server(service_home: ServiceHome) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def keyed_server(service_home: ServiceHome) -> Iterator[tuple[Server, int]]:
-    """A server with an API key whose tracking server is not running yet (its port is given)."""
+    """Started with `portfolio serve`, with an API key, against a tracking server that is not
+    running yet (its port is given)."""
     tracking_port = _free_port()
     env = service_home.env(
         "keyed",
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{tracking_port}",
-        PORTFOLIO_API_KEY="test-key-123",
+        SERVICE_TEST_KEY="test-key-123",
     )
-    server = _start_service(env, service_home.root / "keyed.log")
+    server = _start_with_cli(
+        env,
+        service_home.root / "keyed.log",
+        "--api-key-env",
+        "SERVICE_TEST_KEY",
+        "--reload-seconds",
+        "1",
+    )
     try:
         _wait_for(server, "/livez")
         yield server, tracking_port
