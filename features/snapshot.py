@@ -20,6 +20,7 @@ import pandas as pd
 from features.build import (
     AsOf,
     DataPeriod,
+    FeatureError,
     FeatureSession,
     check_as_of,
     source_row_counts,
@@ -51,12 +52,24 @@ class FeatureSnapshot:
         return self.features.shape[1] - 2  # minus account_id and as_of
 
 
-def feature_snapshot(sources: str | Path, as_of: AsOf | None = None) -> FeatureSnapshot:
+FEATURE_ENGINES: tuple[str, ...] = ("local", "spark")
+
+
+def feature_snapshot(
+    sources: str | Path,
+    as_of: AsOf | None = None,
+    engine: str = "local",
+    spark_master: str | None = None,
+) -> FeatureSnapshot:
     """Load `sources` (a sources.yaml) and compute the features at `as_of` (default: the last day).
 
+    `engine` "spark" computes them on Spark (`features.spark_engine`; master
+    `spark_master`, else `$SPARK_MASTER`, else `local[*]`) with the same result.
     Raises SourcesError when the sources cannot be loaded or fail validation,
-    FeatureError when the as-of date lies outside the data.
+    FeatureError when the as-of date lies outside the data or the engine is unknown.
     """
+    if engine not in FEATURE_ENGINES:
+        raise FeatureError(f"unknown engine {engine!r}; engines: {', '.join(FEATURE_ENGINES)}")
     started = time.perf_counter()
     loaded = load_sources(sources)
     if not loaded.report.ok:
@@ -64,8 +77,12 @@ def feature_snapshot(sources: str | Path, as_of: AsOf | None = None) -> FeatureS
     loaded_at = time.perf_counter()
     with FeatureSession(loaded.tables) as session:
         day = check_as_of(session.period, session.period.last_day if as_of is None else as_of)
-        features = session.account_features(day)
+        features = session.account_features(day) if engine == "local" else None
         period = session.period
+    if features is None:
+        from features.spark_engine import build_account_features_on_spark
+
+        features = build_account_features_on_spark(loaded.tables, day, master=spark_master)
     built_at = time.perf_counter()
     return FeatureSnapshot(
         features=features,

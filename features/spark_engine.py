@@ -96,6 +96,10 @@ ARROW_TYPES: dict[ColumnType, pa.DataType] = {
 # ---------------------------------------------------------------- the session
 
 
+class SparkEngineError(FeatureError):
+    """Spark cannot be started or used (Java missing, unreachable master, ...)."""
+
+
 @dataclass(frozen=True)
 class SparkSettings:
     """How `spark_session` starts Spark.
@@ -196,9 +200,16 @@ def spark_session(
         for key, value in session_conf(settings, chosen, warehouse).items():
             builder = builder.config(key, value)
         logger.info("starting Spark on %s", chosen)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=PANDAS_VERSION_WARNING)
-            session = builder.getOrCreate()
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=PANDAS_VERSION_WARNING)
+                session = builder.getOrCreate()
+        except Exception as error:  # Java missing, a bad master URL, no free port, ...
+            logger.debug("starting Spark failed", exc_info=True)
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise SparkEngineError(
+                f"cannot start Spark on {chosen}: {type(error).__name__}: {first_line}"
+            ) from error
         session.sparkContext.setLogLevel(settings.log_level)
         try:
             yield session
@@ -427,6 +438,7 @@ __all__ = [
     "DEFAULT_MASTER",
     "SPARK_MASTER_ENV",
     "ContractViews",
+    "SparkEngineError",
     "SparkFeatures",
     "SparkSettings",
     "build_account_features_on_spark",

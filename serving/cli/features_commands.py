@@ -33,10 +33,20 @@ def features_command(
             "(default: the last date in the data).",
         ),
     ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (DuckDB) or spark (same features, on Spark).")
+    ] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL with --engine spark (default: $SPARK_MASTER, else local[*]).",
+        ),
+    ] = None,
 ) -> None:
     """One row per account active at the as-of date, features from what was known then."""
     try:
-        snapshot = feature_snapshot(sources, as_of)
+        snapshot = feature_snapshot(sources, as_of, engine=engine, spark_master=spark_master)
     except SourcesError as error:
         raise fail(f"{sources} cannot be used:\n{error}") from None
     except FeatureError as error:
