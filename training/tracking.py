@@ -30,6 +30,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import sklearn
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
@@ -78,13 +79,18 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 def configure_tracking(uri: str | None = None) -> str:
-    """Point MLflow at the tracking store (creating the local folder if needed); return the URI."""
+    """Point MLflow's fluent API at the tracking store (creating the local folder); return the URI.
+
+    Only the tracking URI is set (MLflow mirrors it into MLFLOW_TRACKING_URI).
+    The registry is always reached through an explicit `client()`, never
+    through `mlflow.set_registry_uri`, which would leave MLFLOW_REGISTRY_URI
+    behind in the environment and send later registrations to a stale store.
+    """
     resolved = tracking_uri(uri)
     database = _sqlite_path(resolved)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(resolved)
-    mlflow.set_registry_uri(registry_uri(resolved))
     return resolved
 
 
@@ -131,6 +137,19 @@ def ensure_experiment(name: str, uri: str | None = None) -> str:
     return mlflow_client.create_experiment(
         name, artifact_location=_artifact_location(resolved, name)
     )
+
+
+def _register(mlflow_client: MlflowClient, name: str, source: str, run_id: str, model_id) -> str:
+    """A new version of registered model `name` (created if missing) for a logged model."""
+    try:
+        mlflow_client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = mlflow_client.create_model_version(
+        name, source=source, run_id=run_id, model_id=model_id
+    )
+    return str(version.version)
 
 
 # ------------------------------------------------------------------ what a run holds
@@ -338,16 +357,16 @@ def log_training_run(
                     signature=model_signature(model),
                     input_example=input_example(model, record.input_example),
                     pip_requirements=pip_requirements(),
-                    registered_model_name=name if register else None,
                     metadata={
                         "target": target,
                         "feature_set_name": record.feature_set_name,
                         "feature_set_version": record.feature_set_version,
                     },
                 )
-        version = str(info.registered_model_version) if register else None
-        if version is not None:
+        version = None
+        if register:
             mlflow_client = client(resolved)
+            version = _register(mlflow_client, name, info.model_uri, run.info.run_id, info.model_id)
             version_tags = {
                 "target": target,
                 "run_id": run.info.run_id,

@@ -123,8 +123,7 @@ def test_train_against_server_and_load_champion(mlflow_server, monkeypatch, tmp_
     assert champion.version == "1" and champion.run_id == churn.logged.run_id
     np.testing.assert_allclose(champion.model.predict_proba(features), expected, atol=1e-12)
 
-    mlflow.set_tracking_uri(mlflow_server)
-    mlflow.set_registry_uri(mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server)  # the registry follows the tracking URI
     pyfunc = mlflow.pyfunc.load_model("models:/churn@champion")
     np.testing.assert_allclose(np.asarray(pyfunc.predict(features)), expected, atol=1e-12)
 
