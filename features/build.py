@@ -557,7 +557,13 @@ def _account_codes(ids: pd.Series, dictionary: pa.Array) -> pd.Series:
     return pd.Series(codes.to_numpy(), index=ids.index)
 
 
-def build_account_features(tables: Tables, as_of: AsOf) -> pd.DataFrame:
+# Where features are computed: DuckDB in this process, or Spark (features.spark_engine).
+FEATURE_ENGINES: tuple[str, ...] = ("local", "spark")
+
+
+def build_account_features(
+    tables: Tables, as_of: AsOf, engine: str = "local", spark_master: str | None = None
+) -> pd.DataFrame:
     """One row per account active at `as_of` (ARR > 0), features from rows dated up to `as_of`.
 
     Columns: `account_id` (str), `as_of` (datetime64[ns]), then the features of
@@ -565,7 +571,15 @@ def build_account_features(tables: Tables, as_of: AsOf) -> pd.DataFrame:
     order; `arr` first). Numeric features are float64, categorical ones str;
     a value that cannot be known is missing, never a made-up zero. Raises
     FeatureError for an as-of date outside the data or unusable tables.
+    `engine="spark"` runs the same query on Spark (master `spark_master`, else
+    `$SPARK_MASTER`, else `local[*]`; see `features.spark_engine`).
     """
+    if engine not in FEATURE_ENGINES:
+        raise FeatureError(f"unknown engine {engine!r}; engines: {', '.join(FEATURE_ENGINES)}")
+    if engine == "spark":
+        from features.spark_engine import build_account_features_on_spark
+
+        return build_account_features_on_spark(tables, as_of, master=spark_master)
     with FeatureSession(tables) as session:
         return session.account_features(as_of)
 

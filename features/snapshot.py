@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.build import (
+    FEATURE_ENGINES,
     AsOf,
     DataPeriod,
     FeatureError,
@@ -50,9 +51,6 @@ class FeatureSnapshot:
     @property
     def feature_count(self) -> int:
         return self.features.shape[1] - 2  # minus account_id and as_of
-
-
-FEATURE_ENGINES: tuple[str, ...] = ("local", "spark")
 
 
 def feature_snapshot(

@@ -92,3 +92,10 @@ def test_cluster_session_keeps_spark_defaults_and_takes_extra_settings() -> None
     assert "spark.sql.shuffle.partitions" not in conf
     assert "spark.pyspark.python" not in conf  # executors use their own interpreter
     assert conf["spark.executor.memory"] == "4g"
+
+
+def test_an_unknown_engine_is_a_feature_error() -> None:
+    from features.build import FeatureError, build_account_features
+
+    with pytest.raises(FeatureError, match="unknown engine 'dask'; engines: local, spark"):
+        build_account_features({}, "2024-06-30", engine="dask")
