@@ -23,7 +23,9 @@ decision per split node, one pattern per leaf (one check per path node)
 and d table reads per leaf. Deeper leaves are integrated on the fly.
 
 Rows are processed tree by tree within blocks of rows (a tree's tables stay
-in cache) and blocks run in parallel. Every row's contributions are added in
+in cache) and blocks run in parallel (Numba threads, `NUMBA_NUM_THREADS`;
+one parallel call at a time, small calls run on the calling thread). The
+kernel is compiled on first use and cached on disk by Numba. Every row's contributions are added in
 the same order (tree by tree, leaf by leaf) whatever the block, so a row
 scored alone gives bit for bit what it gives in a batch.
 
@@ -35,6 +37,7 @@ direction, categorical bitsets, NaN or negative categories to the right.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +53,7 @@ BLOCK_ROWS = 64
 # Fewer rows than this are explained on the calling thread.
 PARALLEL_MIN_ROWS = 256
 
+_PARALLEL_LOCK = threading.Lock()
 _MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
 _ZERO_THRESHOLD = 1e-35
 
@@ -107,8 +111,12 @@ class TreeShapTables:
         out = np.zeros((matrix.shape[0], self.n_features), dtype=np.float64)
         if matrix.shape[0] == 0:
             return out
-        kernel = _explain_parallel if matrix.shape[0] >= PARALLEL_MIN_ROWS else _explain_serial
-        kernel(matrix, out, *self._arrays())
+        if matrix.shape[0] < PARALLEL_MIN_ROWS:
+            _explain_serial(matrix, out, *self._arrays())
+        else:
+            # Numba's default threading layer runs one parallel region at a time.
+            with _PARALLEL_LOCK:
+                _explain_parallel(matrix, out, *self._arrays())
         return out
 
     def _arrays(self) -> tuple[np.ndarray, ...]:

@@ -95,3 +95,21 @@ def test_wrong_width_is_an_error():
     tables = TreeShapTables.from_booster(_booster(x, y))
     with pytest.raises(ValueError, match="6 feature columns"):
         tables.contributions(x[:, :3])
+
+
+def test_concurrent_calls_from_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, y = _data(n=PARALLEL_MIN_ROWS + 10)
+    tables = TreeShapTables.from_booster(_booster(x, y))
+    expected = tables.contributions(x)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(
+                lambda rows: tables.contributions(x[rows]), [slice(None)] * 3 + [slice(0, 5)] * 3
+            )
+        )
+    for result in results[:3]:
+        np.testing.assert_array_equal(result, expected)
+    for result in results[3:]:
+        np.testing.assert_array_equal(result, expected[:5])
