@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,6 @@ logger = logging.getLogger(__name__)
 TARGETS: tuple[str, ...] = ("churn", "upsell")
 FEATURES_FILE = "features.parquet"
 SCORES_FILE = "scores.parquet"
-PORTFOLIO_FILE = "portfolio.json"
 
 # Requests with at most this many live (what-if) records are scored on the event
 # loop; larger ones in a worker thread so that small requests keep flowing.
@@ -482,7 +481,7 @@ REGISTRY_CLIENT_DEFAULTS: dict[str, str] = {
 }
 
 
-def configure_registry_client(environ: dict[str, str] | None = None) -> None:
+def configure_registry_client(environ: MutableMapping[str, str] | None = None) -> None:
     """Set fail-fast MLflow HTTP defaults in the serving process (explicit settings win)."""
     env = os.environ if environ is None else environ
     for name, value in REGISTRY_CLIENT_DEFAULTS.items():
