@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ from features.build import (
 from features.contract import Tables
 from features.labels import build_labels
 from features.sources import LoadedSources, SourcesError, load_sources
+from features.spark_engine import SparkEngineError, spark_account_features, spark_session
 from serving.drift import DriftSettings, drift_alerts, drift_summary, model_drift
 from serving.outcomes import elapsed_run, realised_vs_predicted
 from serving.portfolio import build_portfolio_summary, enrich_scores
@@ -55,11 +56,15 @@ from serving.report import ReportInput, render_report
 from serving.runs import MANIFEST_FILE, RunInfo, default_runs_root, list_runs, previous_run
 from serving.scoring import score_accounts
 from serving.settings import PortfolioSettings
+from serving.spark_scoring import score_on_spark
 from training.registry import Champion, ChampionNotFound, load_champion
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
 
-ENGINES: tuple[str, ...] = ("local",)
+ENGINES: tuple[str, ...] = ("local", "spark")
 
 # progress(stage, completed, total): total None while unknown
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -314,16 +319,22 @@ def score_in_chunks(
     top_k: int,
     chunk_rows: int,
     progress: ProgressCallback = _no_progress,
+    spark: SparkSession | None = None,
 ) -> pd.DataFrame:
     """Score `features` with both champions, `chunk_rows` accounts at a time.
 
     Each chunk goes through `serving.scoring.score_accounts` (the same
     function the service calls), so memory stays bounded by the chunk size
-    however large the portfolio is; a Spark engine can run this function per
-    partition. The result is in the order of `features`.
+    however large the portfolio is. With a Spark session, Spark runs it on
+    every partition instead (`serving.spark_scoring`). The result is in the
+    order of `features`.
     """
-    bounds = chunk_bounds(len(features), chunk_rows)
     progress("score", 0, len(features))
+    if spark is not None:
+        scored = score_on_spark(features, churn, upsell, top_k, spark=spark)
+        progress("score", len(features), len(features))
+        return scored
+    bounds = chunk_bounds(len(features), chunk_rows)
     parts: list[pd.DataFrame] = []
     for start, stop in bounds:
         parts.append(score_accounts(features.iloc[start:stop], churn, upsell, top_k=top_k))
@@ -569,10 +580,28 @@ def load_inputs(
     return loaded, period, resolve_as_of(period, as_of)
 
 
-def active_account_features(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The features of every account active at `as_of`, sorted by account_id."""
+@contextlib.contextmanager
+def engine_session(engine: str, spark_master: str | None = None) -> Iterator[SparkSession | None]:
+    """The Spark session features and scoring share (engine "spark"); None for the local engine."""
+    if engine != "spark":
+        yield None
+        return
     try:
-        features = build_account_features(tables, as_of)
+        with spark_session(spark_master) as spark:
+            yield spark
+    except SparkEngineError as error:
+        raise NightlyJobError(str(error)) from None
+
+
+def active_account_features(
+    tables: Tables, as_of: pd.Timestamp, spark: SparkSession | None = None
+) -> pd.DataFrame:
+    """The features of every account active at `as_of`, sorted by account_id (on Spark if given)."""
+    try:
+        if spark is None:
+            features = build_account_features(tables, as_of)
+        else:
+            features = spark_account_features(spark, tables, as_of)
     except FeatureError as error:
         raise JobInputError(str(error)) from None
     return features.sort_values("account_id", kind="stable").reset_index(drop=True)
@@ -734,16 +763,23 @@ def run_nightly_job(
     horizon_days = int(churn.metadata.get("horizon_days", settings.portfolio.metrics.horizon_days))
     portfolio_settings = with_horizon(settings.portfolio, horizon_days)
 
-    with timer("features"):
-        progress("features", 0, 1)
-        features = active_account_features(loaded.tables, day)
-        progress("features", 1, 1)
+    with engine_session(engine, spark_master) as spark:
+        with timer("features"):
+            progress("features", 0, 1)
+            features = active_account_features(loaded.tables, day, spark)
+            progress("features", 1, 1)
 
-    with timer("score"):
-        scorable, rejected = split_scorable(features, model_features(churn, upsell))
-        scored = score_in_chunks(
-            scorable, churn, upsell, settings.reasons_per_model, settings.chunk_rows, progress
-        )
+        with timer("score"):
+            scorable, rejected = split_scorable(features, model_features(churn, upsell))
+            scored = score_in_chunks(
+                scorable,
+                churn,
+                upsell,
+                settings.reasons_per_model,
+                settings.chunk_rows,
+                progress,
+                spark=spark,
+            )
 
     with timer("portfolio"):
         progress("portfolio", 0, 1)

@@ -226,7 +226,9 @@ def score_partitions(
             scores = score_accounts(frame, churn_model, upsell_model, top_k=top_k)
             yield layout.encode(scores).assign(**{ROW_COLUMN: rows})
 
-    return spark_features.mapInPandas(score_batches, layout.spark_schema())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PANDAS_VERSION_WARNING)
+        return spark_features.mapInPandas(score_batches, layout.spark_schema())
 
 
 def collect_arrow(frame: SparkDataFrame) -> pa.Table:

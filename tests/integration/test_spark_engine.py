@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from features.build import build_account_features, data_period
 from features.contract import Tables
 from features.definitions import FEATURES
+from features.sources import load_sources
 from features.spark_engine import spark_account_features, spark_session
 from features.synthetic import GeneratorSettings, generate_portfolio, write_portfolio
 from serving.scoring import score_accounts
@@ -172,12 +174,18 @@ def test_spark_scores_equal_local_scores(spark, saas) -> None:
 # ---------------------------------------------------------------- the command line
 
 
-def test_features_command_on_spark(spark, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def small_sources(tmp_path_factory) -> Path:
+    """A small generated portfolio written as Parquet with its sources.yaml."""
+    portfolio = generate_portfolio(GeneratorSettings(n_accounts=80, months=12, seed=5))
+    return write_portfolio(portfolio, tmp_path_factory.mktemp("spark") / "portfolio")
+
+
+def test_features_command_on_spark(spark, small_sources, tmp_path) -> None:
     from serving.cli import commands  # noqa: F401  (registers the subcommands)
     from serving.cli.app import app
 
-    portfolio = generate_portfolio(GeneratorSettings(n_accounts=60, months=12, seed=5))
-    sources = write_portfolio(portfolio, tmp_path / "portfolio")
+    sources = small_sources
     runner = CliRunner()
     outputs = {}
     for engine in ("local", "spark"):
@@ -190,3 +198,28 @@ def test_features_command_on_spark(spark, tmp_path) -> None:
         outputs[engine] = pd.read_parquet(out)
     assert len(outputs["local"]) > 20
     assert_identical_features(outputs["local"], outputs["spark"])
+
+
+def test_nightly_job_on_spark_publishes_the_local_scores(
+    spark, small_sources, tmp_path, monkeypatch
+) -> None:
+    from serving import batch
+
+    tables = load_sources(small_sources).tables
+    day = data_period(tables).last_day
+    training_features = build_account_features(tables, day)
+    champions = _champions(training_features)
+    monkeypatch.setattr(batch, "load_champions", lambda: champions)
+    settings = batch.NightlyJobSettings(allocate=False)
+    runs = {
+        engine: batch.run_nightly_job(
+            small_sources, day, tmp_path / engine, settings=settings, engine=engine
+        )
+        for engine in ("local", "spark")
+    }
+    assert runs["spark"].manifest["engine"] == "spark"
+    assert runs["spark"].scored == runs["local"].scored > 20
+    for name in ("features", "scores"):
+        local = pd.read_parquet(runs["local"].paths[name])
+        on_spark = pd.read_parquet(runs["spark"].paths[name])
+        pd.testing.assert_frame_equal(on_spark, local, rtol=TOLERANCE, atol=TOLERANCE)
