@@ -448,7 +448,11 @@ class FeatureSession:
         return self._cursors
 
     def unknown_columns(self, as_of: AsOf) -> dict[str, set[str]]:
-        """Per dated table, the optional columns features need that no row known at `as_of` fills."""
+        """Per table, the optional columns features need that no row known at `as_of` fills.
+
+        Known rows: dated on or before the as-of date; for accounts, those
+        created by then (or without a creation date).
+        """
         cutoff = np.datetime64(as_of_day(as_of) + pd.Timedelta(days=1), "ns")
         needed: dict[str, set[str]] = {}
         for spec in self.features:
@@ -456,11 +460,15 @@ class FeatureSession:
                 needed.setdefault(spec.source, set()).update(spec.requires)
         unknown: dict[str, set[str]] = {}
         for table, names in needed.items():
-            event = CONTRACT[table].event_date
-            if event is None:
-                continue  # accounts: empty columns count as not given (available_columns)
             frame = self.tables[table]
-            known = frame[event].to_numpy(dtype="datetime64[ns]") < cutoff
+            event = CONTRACT[table].event_date
+            if event is not None:
+                known = frame[event].to_numpy(dtype="datetime64[ns]") < cutoff
+            elif "created_at" in frame.columns:  # accounts: those created by the as-of date
+                created = frame["created_at"].to_numpy(dtype="datetime64[ns]")
+                known = np.isnat(created) | (created < cutoff)
+            else:
+                known = np.ones(len(frame), dtype=bool)
             unknown[table] = {
                 name for name in names if not (known & frame[name].notna().to_numpy()).any()
             }
@@ -642,19 +650,12 @@ def available_columns(tables: Tables) -> dict[str, set[str]]:
     Only the columns decide which features exist, never the values: a feature
     set that depended on the rows would change when later rows arrive, and a
     model would not find at scoring time the columns it was trained on. An
-    optional column that is given but empty (the loader adds every contract
-    column) yields a feature that is missing for every account. The accounts
-    table is the exception: it is the CRM's current state, not dated rows, and
-    an empty column there (e.g. accounts derived from the revenue table's ids)
-    counts as not given.
+    optional column that is given but has no value in the rows known at the
+    as-of date (the loader adds every contract column) yields a feature that
+    is missing at that date (`FeatureSession.unknown_columns`).
     """
     return {
-        name: {
-            column.name
-            for column in CONTRACT[name].columns
-            if column.name in frame.columns
-            and (CONTRACT[name].event_date is not None or frame[column.name].notna().any())
-        }
+        name: {column.name for column in CONTRACT[name].columns if column.name in frame.columns}
         for name, frame in tables.items()
     }
 

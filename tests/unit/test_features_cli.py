@@ -124,7 +124,8 @@ def test_features_command_on_cdnow(tmp_path: Path) -> None:
     revenue = known.groupby("account_id")["amount"].sum()
     assert len(features) == int((revenue > 1e-9).sum())
     assert set(features.columns) >= {"order_recency_days", "order_gap_cv", "arr_change_90d"}
-    assert "segment" not in features.columns  # no CRM table: no firmographics
+    # no CRM table: the loader derives accounts from the order ids, firmographics are unknown
+    assert features["segment"].isna().all() and features["parent_arr_share"].isna().all()
     assert features["order_frequency_365d"].min() >= 1
 
 
@@ -156,3 +157,4 @@ def test_features_command_on_ravenstack(tmp_path: Path) -> None:
     assert features["seat_utilisation_28d"].isna().all()  # RavenStack has no active users
     assert features["support_tickets_90d"].sum() > 0
     assert features["industry"].notna().all()
+    assert features["parent_arr_share"].isna().all()  # no parents mapped: unknown, not 100%

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import build_account_features, build_labels
+from features import build_account_features, build_labels, data_period
 from features.contract import CONTRACT, Tables
 
 BASE = pd.Timestamp("2023-01-01")
@@ -88,8 +88,8 @@ def portfolios(draw: st.DrawFn) -> tuple[dict[str, list[tuple]], int]:
         )
         for table in chosen
     }
-    event_days = [r[1] for table_rows in rows.values() for r in table_rows]
-    as_of = draw(st.integers(min(event_days), max(event_days)))
+    period = data_period(tables_from(rows))  # the recorded dates (invoices: payments)
+    as_of = draw(st.integers((period.first_day - BASE).days, (period.last_day - BASE).days))
     return rows, as_of
 
 
