@@ -49,9 +49,9 @@ from numba import njit, prange
 # (2^d x d values); deeper ones are integrated on the fly.
 TABLE_DEPTH = 8
 # Rows per block: a block runs tree by tree, blocks run in parallel.
-BLOCK_ROWS = 64
+BLOCK_ROWS = 256
 # Fewer rows than this are explained on the calling thread.
-PARALLEL_MIN_ROWS = 256
+PARALLEL_MIN_ROWS = 512
 
 _PARALLEL_LOCK = threading.Lock()
 _MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
