@@ -284,6 +284,8 @@ def _machine() -> dict[str, Any]:
 
 def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     uri = f"sqlite:///{work / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # this process loads the champions too
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
     run_dir = _prepare(work, args.accounts, args.months, args.seed, uri)
     ids, records = _records(run_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTFOLIO_", "MLFLOW_"))}

@@ -118,6 +118,7 @@ def translate_error_document(status: int, raw: bytes) -> tuple[int, bytes]:
             for d in details
             if isinstance(d, dict)
         ]
+        cleaned = fold_union_errors(cleaned)
         if any(d["type"] == "json_invalid" for d in cleaned):
             message = next(d["msg"] for d in cleaned if d["type"] == "json_invalid")
             return 400, error_body("invalid_json", f"the body is not valid JSON: {message}")
@@ -130,6 +131,50 @@ def translate_error_document(status: int, raw: bytes) -> tuple[int, bytes]:
     if not isinstance(text, str):
         text = raw.decode("utf-8", "replace")[:500] or f"HTTP {status}"
     return status, error_body(_TYPES_BY_STATUS.get(status, "bad_request"), text)
+
+
+# The branches of `serving.api_models.FeatureValue` as pydantic names them in a `loc`.
+FEATURE_VALUE_BRANCHES: frozenset[str] = frozenset({"float", "bool", "str", "none"})
+
+
+def fold_union_errors(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One error per value that matched no branch of a union, instead of one per branch.
+
+    pydantic reports a value that fits none of `number | bool | string | null`
+    once per branch (`...features.arr.float`, `...arr.bool`, `...arr.str`).
+    """
+    folded: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for detail in details:
+        loc = detail["loc"]
+        if not loc or loc[-1] not in FEATURE_VALUE_BRANCHES:
+            folded.append(detail)
+            continue
+        parent = tuple(loc[:-1])
+        siblings = [
+            d
+            for d in details
+            if len(d["loc"]) == len(loc)
+            and tuple(d["loc"][:-1]) == parent
+            and d["loc"][-1] in FEATURE_VALUE_BRANCHES
+        ]
+        if len(siblings) < 2:
+            folded.append(detail)
+            continue
+        if parent in seen:
+            continue
+        seen.add(parent)
+        finite = any(d["type"] == "finite_number" for d in siblings)
+        folded.append(
+            {
+                "loc": list(parent),
+                "msg": "must be a finite number (no NaN or infinity)"
+                if finite
+                else "must be a number, a string, true/false or null",
+                "type": "finite_number" if finite else "feature_value_type",
+            }
+        )
+    return folded
 
 
 _TYPES_BY_STATUS = {

@@ -223,3 +223,38 @@ def test_quiet_client_errors_drops_the_traceback():
     assert record.exc_info is None
     assert record.getMessage() == "Exception on /score: rejected (1 validation error(s))"
     assert record.levelno == logging.INFO
+
+
+def test_union_branch_errors_fold_into_one_per_value():
+    from serving.api_models import ScoreRequest
+
+    def details(body: bytes) -> list[dict]:
+        try:
+            ScoreRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raw = {"error": "x", "detail": exc.errors(include_context=False, include_input=False)}
+        status, translated = translate_error_document(400, json.dumps(raw).encode())
+        assert status == 422
+        return json.loads(translated)["error"]["details"]
+
+    nan = details(b'{"accounts": [{"account_id": "A", "features": {"arr": NaN, "x": 1}}]}')
+    assert nan == [
+        {
+            "loc": ["accounts", 0, "features", "arr"],
+            "msg": "must be a finite number (no NaN or infinity)",
+            "type": "finite_number",
+        }
+    ]
+    nested = details(b'{"accounts": [{"account_id": "A", "features": {"plan": [1], "y": {}}}]}')
+    assert [d["loc"][-1] for d in nested] == ["plan", "y"]
+    assert {d["msg"] for d in nested} == {"must be a number, a string, true/false or null"}
+
+
+def test_feature_values_keep_their_json_type():
+    from serving.api_models import ScoreRequest
+
+    request = ScoreRequest.model_validate_json(
+        b'{"accounts": [{"account_id": "A", "features": '
+        b'{"a": 1, "b": 2.5, "c": "3", "d": true, "e": null}}]}'
+    )
+    assert request.accounts[0].features == {"a": 1.0, "b": 2.5, "c": "3", "d": True, "e": None}
