@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "__portfolio_row"
 
+# Default rows per Spark partition when scoring (memory for reasons stays bounded).
+ROWS_PER_PARTITION = 50_000
+
 
 class SparkScoringError(RuntimeError):
     """Scoring failed on an executor, or Spark returned other rows than it was given."""
@@ -260,8 +263,9 @@ def score_on_spark(
     Same rows in the same order, same columns, dtypes and values as the local
     call. `spark` reuses a session; otherwise one is started on `master`
     (default `$SPARK_MASTER`, else `local[*]`) and stopped afterwards.
-    `partitions` splits the rows for the executors (default: Spark's default
-    parallelism). Input errors (e.g. a missing or negative `arr`) are raised
+    `partitions` splits the rows for the executors (default: one per
+    `ROWS_PER_PARTITION` rows; each Python worker imports the scoring code
+    once, so a small frame is best scored by one). Input errors (e.g. a missing or negative `arr`) are raised
     in the driver before Spark starts, as `score_accounts` raises them.
     """
     # The driver scores the first row: input errors surface here, and the
@@ -274,8 +278,12 @@ def score_on_spark(
             return score_on_spark(features, churn, upsell, top_k, session, partitions=partitions)
     layout = ScoreLayout.of(sample)
     spark_features = features_to_spark(spark, features)
-    if partitions is not None:
-        spark_features = spark_features.repartition(partitions)
+    wanted = partitions or max(1, math.ceil(len(features) / ROWS_PER_PARTITION))
+    current = spark_features.rdd.getNumPartitions()
+    if wanted < current:
+        spark_features = spark_features.coalesce(wanted)
+    elif wanted > current:
+        spark_features = spark_features.repartition(wanted)
     scored = score_partitions(
         spark_features, churn, upsell, top_k, feature_dtypes(features), layout
     )
