@@ -291,39 +291,30 @@ class ContractViews:
     """Contract tables registered as temporary views under names unique to one build."""
 
     views: dict[str, str]  # contract table -> view name
-    columns: dict[str, set[str]]  # contract table -> the contract columns given
 
     def drop(self, spark: SparkSession) -> None:
         for view in self.views.values():
             spark.catalog.dropTempView(view)
 
 
-def register_contract_views(
-    spark: SparkSession, tables: Mapping[str, pd.DataFrame | SparkDataFrame]
-) -> ContractViews:
-    """Register each contract table as a temporary view (contract columns and types).
+def register_contract_views(spark: SparkSession, tables: Tables) -> ContractViews:
+    """Register each contract table as a temporary view of every contract column, typed.
 
-    pandas frames must have the contract dtypes (see `typed_contract_tables`);
-    Spark DataFrames are cast to the contract types. The view names are
-    unique, so concurrent builds in one session do not see each other's data.
+    The frames must have the contract dtypes (`FeatureSession.tables` has
+    them). The view names are unique, so builds sharing a session, or a
+    user's own view called `orders`, do not collide.
     """
     prefix = f"portfolio_{uuid.uuid4().hex[:12]}"
     views: dict[str, str] = {}
-    columns: dict[str, set[str]] = {}
     for name, frame in tables.items():
         if name not in CONTRACT:
             raise FeatureError(
                 f"unknown table {name!r}; the contract tables are: {', '.join(CONTRACT)}"
             )
-        spark_frame = (
-            to_spark_frame(spark, name, frame) if isinstance(frame, pd.DataFrame) else frame
-        )
         view = f"{prefix}_{name}"
-        contract_view_frame(name, spark_frame).createOrReplaceTempView(view)
+        contract_view_frame(name, to_spark_frame(spark, name, frame)).createOrReplaceTempView(view)
         views[name] = view
-        given = set(spark_frame.columns)
-        columns[name] = {c.name for c in CONTRACT[name].columns if c.name in given}
-    return ContractViews(views, columns)
+    return ContractViews(views)
 
 
 # ---------------------------------------------------------------- features on Spark

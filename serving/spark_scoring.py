@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.spark_engine import PANDAS_VERSION_WARNING, spark_session
+from features.spark_engine import PANDAS_VERSION_WARNING, spark_session, utc_session
 from serving.scoring import score_accounts
 from training.model import CalibratedBoostedClassifier
 from training.registry import Champion
@@ -277,17 +277,18 @@ def score_on_spark(
         with spark_session(master) as session:
             return score_on_spark(features, churn, upsell, top_k, session, partitions=partitions)
     layout = ScoreLayout.of(sample)
-    spark_features = features_to_spark(spark, features)
     wanted = partitions or max(1, math.ceil(len(features) / ROWS_PER_PARTITION))
-    current = spark_features.rdd.getNumPartitions()
-    if wanted < current:
-        spark_features = spark_features.coalesce(wanted)
-    elif wanted > current:
-        spark_features = spark_features.repartition(wanted)
-    scored = score_partitions(
-        spark_features, churn, upsell, top_k, feature_dtypes(features), layout
-    )
-    table = collect_arrow(scored)
+    with utc_session(spark):  # naive timestamps cross unshifted
+        spark_features = features_to_spark(spark, features)
+        current = spark_features.rdd.getNumPartitions()
+        if wanted < current:
+            spark_features = spark_features.coalesce(wanted)
+        elif wanted > current:
+            spark_features = spark_features.repartition(wanted)
+        scored = score_partitions(
+            spark_features, churn, upsell, top_k, feature_dtypes(features), layout
+        )
+        table = collect_arrow(scored)
     frame = table.to_pandas().sort_values(ROW_COLUMN, kind="stable")
     rows = frame[ROW_COLUMN].to_numpy()
     if len(rows) != len(features) or not np.array_equal(rows, np.arange(len(features))):

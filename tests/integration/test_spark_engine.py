@@ -39,6 +39,17 @@ def spark() -> Iterator[object]:
         yield session
 
 
+@pytest.fixture
+def new_york_session_time(spark) -> Iterator[None]:
+    """The session's time zone is not UTC: naive contract dates must not shift."""
+    key = "spark.sql.session.timeZone"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, "America/New_York")
+    yield
+    assert spark.conf.get(key) == "America/New_York"  # the engine restored it
+    spark.conf.set(key, previous)
+
+
 def _portfolio(kind: str) -> Tables:
     return generate_portfolio(
         GeneratorSettings(n_accounts=200, months=18, seed=3, kind=kind)
@@ -107,7 +118,9 @@ def test_orders_portfolio_gives_identical_features(spark, orders) -> None:
     assert local.iloc[:, 2:].notna().any().all()
 
 
-def test_saas_portfolio_with_gaps_gives_identical_features(spark, saas, caplog) -> None:
+def test_saas_portfolio_with_gaps_gives_identical_features(
+    spark, saas, caplog, new_york_session_time
+) -> None:
     as_of = mid_history(saas)
     tables = with_gaps(saas, as_of)
     local = build_account_features(tables, as_of)
@@ -143,7 +156,7 @@ def _champions(features: pd.DataFrame) -> tuple[Champion, Champion]:
     )
 
 
-def test_spark_scores_equal_local_scores(spark, saas) -> None:
+def test_spark_scores_equal_local_scores(spark, saas, new_york_session_time) -> None:
     features = build_account_features(saas, data_period(saas).last_day)
     churn, upsell = _champions(features)
     local = score_accounts(features, churn, upsell, top_k=3)
