@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 import pandas as pd
 
 from serving.api_guard import ApiError, GuardSettings, error_body, validation_error
@@ -237,21 +238,22 @@ def feature_rules(churn_model: Any, upsell_model: Any, snapshot: Snapshot | None
 def answer_bytes(row: Mapping[str, Any], source: str) -> bytes:
     """One account's answer as JSON bytes (fields in `ANSWER_FIELDS` order, then `source`).
 
-    Live answers hold plain Python values already and are dumped as they are;
-    anything else (numpy or pandas values, NaN) goes through `json_ready`.
+    Snapshot rows (pandas and numpy values) go through `json_ready`, as the
+    nightly job's JSON does; live answers hold plain Python values and are
+    dumped as they are (orjson). NaN or infinity becomes null.
     """
     document = {name: row.get(name) for name in ANSWER_FIELDS}
     document["source"] = source
+    if source != "features":
+        return orjson.dumps(json_ready(document))
     try:
-        text = json.dumps(document, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        text = json.dumps(json_ready(document), allow_nan=False, separators=(",", ":"))
-    return text.encode("utf-8")
+        return orjson.dumps(document)
+    except TypeError:
+        return orjson.dumps(json_ready(document))
 
 
 def error_entry(account_id: str, message: str) -> bytes:
-    document = {"account_id": account_id, "error": message}
-    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps({"account_id": account_id, "error": message})
 
 
 def results_body(entries: Iterable[bytes]) -> bytes:

@@ -53,6 +53,10 @@ class PortfolioReference:
     strategic_cut: float | None
     high_touch_cut: float | None
     context: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # ICP fit by firmographic labels: a portfolio has few distinct combinations.
+    icp_cache: dict[tuple[str | None, ...], float] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def fit_reference(enriched: pd.DataFrame, settings: PortfolioSettings) -> PortfolioReference:
@@ -118,7 +122,12 @@ def icp_fit_of(attributes: Mapping[str, Any], reference: PortfolioReference) -> 
         else:
             value = attributes.get(attribute)
             labels[attribute] = None if value is None or value is pd.NA else str(value)
-    return round(icp.score_record(labels), 9)
+    key = tuple(labels.values())
+    fit = reference.icp_cache.get(key)
+    if fit is None:
+        fit = round(icp.score_record(labels), 9)
+        reference.icp_cache[key] = fit
+    return fit
 
 
 def enrich_record(
