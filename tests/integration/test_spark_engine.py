@@ -1,9 +1,11 @@
 """The Spark engine against the local one: identical features and identical scores.
 
 One local Spark session (`local[2]`, on 127.0.0.1) serves the whole module.
-Each portfolio is small and generated (200 accounts, 18 months); features
-are compared column by column (same rows, order, dtypes, values to 1e-9,
-missing values in the same places), scores row by row.
+The portfolios are small: generated (200 accounts, 18 months, SaaS and
+orders) and the public RavenStack and CDNOW examples. Features are compared
+column by column (same rows, order, dtypes, values to 1e-9, missing values
+in the same places), scores row by row, and the nightly job's published
+files file by file.
 """
 
 from __future__ import annotations
@@ -133,6 +135,17 @@ def test_saas_portfolio_with_gaps_gives_identical_features(
     assert local.drop(columns=sorted(unknown)).iloc[:, 2:].notna().any().all()
     assert (local["parent_arr_share"].dropna() < 1).any()  # children share their parent's ARR
     assert "no row in accounts" in caplog.text
+
+
+@pytest.mark.parametrize("example", ["ravenstack", "cdnow"])
+def test_public_datasets_give_identical_features(spark, example: str) -> None:
+    """RavenStack (multi-table SaaS) and CDNOW (orders) through their example mappings."""
+    mapping = Path(__file__).resolve().parents[2] / "examples" / example / "sources.yaml"
+    tables = load_sources(mapping).tables
+    as_of = data_period(tables).last_day
+    local = build_account_features(tables, as_of)
+    assert len(local) >= 500
+    assert_identical_features(local, spark_account_features(spark, tables, as_of))
 
 
 # ---------------------------------------------------------------- scoring
