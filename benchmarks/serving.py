@@ -7,7 +7,9 @@ into a local MLflow store and one nightly run, then starts
 - (b) `mlflow models serve -m models:/churn@champion --env-manager local` (1 worker),
   the same champion as a pyfunc (a probability only: no reasons, one model);
 
-and measures, client on this machine (httpx + asyncio):
+and, for reference, a bare ASGI app on uvicorn that answers a constant (the
+latency floor of this client and server stack on this machine). It measures,
+client on this machine (httpx + asyncio):
 
 1. one account per request, sequential: p50 / p99 latency of (a) by id (the
    answer precomputed from the snapshot), (a) what-if (the full feature record
@@ -126,6 +128,23 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{url} not ready after {READY_TIMEOUT_SECONDS} s; see {log}")
+
+
+async def floor_app(scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+    """A bare ASGI app answering a constant: the latency floor of uvicorn plus this client."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = b'{"results":[]}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 # --------------------------------------------------------------------------- payloads
@@ -298,7 +317,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "PORTFOLIO_MAX_BODY_BYTES": str(16 * 1024 * 1024),
         }
     )
-    ours_port, mlflow_port = _free_port(), _free_port()
+    ours_port, mlflow_port, floor_port = _free_port(), _free_port(), _free_port()
     ours = _start(
         [
             sys.executable,
@@ -337,14 +356,33 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         env,
         work / "mlflow-serve.log",
     )
+    floor = _start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.serving:floor_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(floor_port),
+            "--log-level",
+            "warning",
+        ],
+        env,
+        work / "floor.log",
+    )
     try:
         ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
+        floor_url = f"http://127.0.0.1:{floor_port}"
         _wait_ready(f"{ours_url}/readyz", ours, work / "service.log")
         _wait_ready(f"{mlflow_url}/health", theirs, work / "mlflow-serve.log")
-        return _run_measurements(args, uri, run_dir, ids, records, ours_url, mlflow_url)
+        _wait_ready(f"{floor_url}/", floor, work / "floor.log")
+        return _run_measurements(args, uri, run_dir, ids, records, ours_url, mlflow_url, floor_url)
     finally:
         _stop(ours)
         _stop(theirs)
+        _stop(floor)
 
 
 def _run_measurements(
@@ -355,6 +393,7 @@ def _run_measurements(
     records: list[dict[str, Any]],
     ours_url: str,
     mlflow_url: str,
+    floor_url: str,
 ) -> dict[str, Any]:
     from serving.scoring import score_records
     from training.registry import load_champion
@@ -382,6 +421,7 @@ def _run_measurements(
     }
     logger.info("sequential latency")
     result["sequential"] = {
+        "floor": asyncio.run(_sequential(f"{floor_url}/score", by_id, n, warm)),
         "ours_by_id": asyncio.run(_sequential(score, by_id, n, warm)),
         "ours_what_if": asyncio.run(_sequential(score, what_if, n, warm)),
         "mlflow_serve": asyncio.run(_sequential(invocations, mlflow_one, n, warm)),
@@ -452,6 +492,7 @@ def _markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|",
     ]
     names = {
+        "floor": "floor: a bare ASGI app on uvicorn answering a constant (same client)",
         "ours_by_id": "(a) our service, by id",
         "ours_what_if": "(a) our service, what-if record (both models, reasons, priority, tier)",
         "mlflow_serve": "(b) mlflow models serve, one record (churn probability only)",
@@ -467,8 +508,15 @@ def _markdown(result: dict[str, Any]) -> str:
         f"| {BULK_ACCOUNTS:,} accounts in one request | median | rows/s |",
         "|---|---:|---:|",
     ]
+    bulk_names = {
+        **names,
+        "ours_what_if": "(a) our service, 1,000 what-if records",
+        "mlflow_serve": "(b) mlflow models serve, 1,000 records (churn probability only)",
+    }
     for key, row in bulk.items():
-        lines.append(f"| {names[key]} | {row['median_ms']:.1f} ms | {row['rows_per_second']:,} |")
+        lines.append(
+            f"| {bulk_names[key]} | {row['median_ms']:.1f} ms | {row['rows_per_second']:,} |"
+        )
     lines += ["", "| target | measured | target | met |", "|---|---:|---:|---|"]
     for key, row in result["targets"].items():
         lines.append(
