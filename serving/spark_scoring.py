@@ -250,7 +250,7 @@ def collect_arrow(frame: SparkDataFrame) -> pa.Table:
 
 
 def score_on_spark(
-    features: pd.DataFrame,
+    features: pd.DataFrame | SparkDataFrame,
     churn: Champion,
     upsell: Champion,
     top_k: int = 3,
@@ -260,41 +260,117 @@ def score_on_spark(
 ) -> pd.DataFrame:
     """`score_accounts(features, churn, upsell, top_k)` computed on Spark.
 
-    Same rows in the same order, same columns, dtypes and values as the local
-    call. `spark` reuses a session; otherwise one is started on `master`
-    (default `$SPARK_MASTER`, else `local[*]`) and stopped afterwards.
-    `partitions` splits the rows for the executors (default: one per
-    `ROWS_PER_PARTITION` rows; each Python worker imports the scoring code
-    once, so a small frame is best scored by one). Input errors (e.g. a missing or negative `arr`) are raised
-    in the driver before Spark starts, as `score_accounts` raises them.
+    `features` is a pandas frame or a Spark DataFrame (e.g.
+    `features.spark_engine.plan_account_features(...).frame`, scored where
+    it is computed). The result is what `score_accounts` returns for the
+    same rows: same order, columns, dtypes and values.
+
+    pandas input: `spark` reuses a session; otherwise one is started on
+    `master` (default `$SPARK_MASTER`, else `local[*]`) and stopped
+    afterwards. The driver scores the first row before Spark starts, so
+    input errors (e.g. a missing or negative `arr`) are raised as
+    `score_accounts` raises them; `partitions` defaults to one per
+    `ROWS_PER_PARTITION` rows (each Python worker imports the scoring code
+    once, so a small frame is best scored by one).
+
+    Spark input: scored in its own session and partitioning (or
+    `partitions`); an error on an executor is a SparkScoringError.
     """
-    # The driver scores the first row: input errors surface here, and the
-    # result tells which columns and dtypes Spark must carry back.
+    if not isinstance(features, pd.DataFrame):
+        return score_spark_features(features, churn, upsell, top_k, partitions)
     sample = score_accounts(features.head(1), churn, upsell, top_k=top_k)
     if features.empty:
         return sample
     if spark is None:
         with spark_session(master) as session:
             return score_on_spark(features, churn, upsell, top_k, session, partitions=partitions)
-    layout = ScoreLayout.of(sample)
     wanted = partitions or max(1, math.ceil(len(features) / ROWS_PER_PARTITION))
     with utc_session(spark):  # naive timestamps cross unshifted
-        spark_features = features_to_spark(spark, features)
-        current = spark_features.rdd.getNumPartitions()
-        if wanted < current:
-            spark_features = spark_features.coalesce(wanted)
-        elif wanted > current:
-            spark_features = spark_features.repartition(wanted)
-        scored = score_partitions(
-            spark_features, churn, upsell, top_k, feature_dtypes(features), layout
+        return collect_scores(
+            features_to_spark(spark, features),
+            churn,
+            upsell,
+            top_k,
+            feature_dtypes(features),
+            ScoreLayout.of(sample),
+            wanted,
+            expected_rows=len(features),
         )
-        table = collect_arrow(scored)
-    frame = table.to_pandas().sort_values(ROW_COLUMN, kind="stable")
+
+
+def score_spark_features(
+    features: SparkDataFrame,
+    churn: Champion,
+    upsell: Champion,
+    top_k: int = 3,
+    partitions: int | None = None,
+) -> pd.DataFrame:
+    """`score_on_spark` for a Spark DataFrame of features (rows in the frame's order)."""
+    from pyspark.sql import functions as F
+
+    dtypes = pandas_dtypes(features.schema)
+    empty = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+    layout = ScoreLayout.of(score_accounts(empty, churn, upsell, top_k=top_k))
+    # Increasing with the frame's order (partition by partition): sorting on it restores it.
+    numbered = features.withColumn(ROW_COLUMN, F.monotonically_increasing_id())
+    with utc_session(features.sparkSession):
+        return collect_scores(
+            numbered,
+            churn,
+            upsell,
+            top_k,
+            dtypes,
+            layout,
+            partitions or numbered.rdd.getNumPartitions(),
+            expected_rows=None,
+        )
+
+
+def pandas_dtypes(schema: StructType) -> dict[str, str]:
+    """The pandas dtype of each column of a Spark feature frame (as the local engine types it)."""
+    from pyspark.sql import types as T
+
+    dtypes: dict[str, str] = {}
+    for spark_field in schema.fields:
+        kind = spark_field.dataType
+        if isinstance(kind, T.StringType):
+            dtypes[spark_field.name] = "str"
+        elif isinstance(kind, T.TimestampType | T.TimestampNTZType | T.DateType):
+            dtypes[spark_field.name] = "datetime64[ns]"
+        elif isinstance(kind, T.BooleanType):
+            dtypes[spark_field.name] = "boolean"
+        elif isinstance(kind, T.ByteType | T.ShortType | T.IntegerType | T.LongType):
+            dtypes[spark_field.name] = "int64"
+        else:
+            dtypes[spark_field.name] = "float64"
+    return dtypes
+
+
+def collect_scores(
+    numbered: SparkDataFrame,
+    churn: Champion,
+    upsell: Champion,
+    top_k: int,
+    dtypes: Mapping[str, str],
+    layout: ScoreLayout,
+    partitions: int,
+    expected_rows: int | None,
+) -> pd.DataFrame:
+    """Score a row-numbered Spark frame in `partitions` partitions and bring the scores back in order."""
+    current = numbered.rdd.getNumPartitions()
+    if partitions < current:
+        numbered = numbered.coalesce(partitions)
+    elif partitions > current:
+        numbered = numbered.repartition(partitions)
+    scored = score_partitions(numbered, churn, upsell, top_k, dtypes, layout)
+    frame = collect_arrow(scored).to_pandas().sort_values(ROW_COLUMN, kind="stable")
     rows = frame[ROW_COLUMN].to_numpy()
-    if len(rows) != len(features) or not np.array_equal(rows, np.arange(len(features))):
+    if expected_rows is not None and not np.array_equal(rows, np.arange(expected_rows)):
         raise SparkScoringError(
-            f"Spark returned {len(rows)} score rows for {len(features)} feature rows"
+            f"Spark returned {len(rows)} score rows for {expected_rows} feature rows"
         )
+    if expected_rows is None and len(np.unique(rows)) != len(rows):
+        raise SparkScoringError("Spark returned a feature row's scores more than once")
     return layout.decode(frame.reset_index(drop=True))
 
 
@@ -302,6 +378,8 @@ __all__ = [
     "ChampionText",
     "ScoreLayout",
     "SparkScoringError",
+    "collect_scores",
     "score_on_spark",
     "score_partitions",
+    "score_spark_features",
 ]

@@ -23,7 +23,7 @@ from features.build import build_account_features, data_period
 from features.contract import Tables
 from features.definitions import FEATURES
 from features.sources import load_sources
-from features.spark_engine import spark_account_features, spark_session
+from features.spark_engine import plan_account_features, spark_account_features, spark_session
 from features.synthetic import GeneratorSettings, generate_portfolio, write_portfolio
 from serving.scoring import score_accounts
 from serving.spark_scoring import score_on_spark
@@ -170,10 +170,13 @@ def _champions(features: pd.DataFrame) -> tuple[Champion, Champion]:
 
 
 def test_spark_scores_equal_local_scores(spark, saas, new_york_session_time) -> None:
-    features = build_account_features(saas, data_period(saas).last_day)
+    """Features computed and scored on Spark (2 partitions) = local features scored locally."""
+    as_of = data_period(saas).last_day
+    features = build_account_features(saas, as_of)
     churn, upsell = _champions(features)
     local = score_accounts(features, churn, upsell, top_k=3)
-    on_spark = score_on_spark(features, churn, upsell, top_k=3, spark=spark, partitions=2)
+    spark_features = plan_account_features(spark, saas, as_of).frame
+    on_spark = score_on_spark(spark_features, churn, upsell, top_k=3, partitions=2)
 
     assert list(on_spark.columns) == list(local.columns)
     assert on_spark.dtypes.to_dict() == local.dtypes.to_dict()
