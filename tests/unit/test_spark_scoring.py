@@ -90,3 +90,24 @@ def test_json_text_keeps_floats_and_missing() -> None:
     ]
     assert to_json_text(None) is None
     assert to_json_text(float("nan")) is None
+
+
+def test_a_spark_feature_schema_maps_to_the_local_dtypes() -> None:
+    from pyspark.sql import types as T
+
+    from serving.spark_scoring import pandas_dtypes
+
+    schema = T.StructType(
+        [
+            T.StructField("account_id", T.StringType()),
+            T.StructField("as_of", T.TimestampNTZType()),
+            T.StructField("arr", T.DoubleType()),
+            T.StructField("plan", T.StringType()),
+        ]
+    )
+    assert pandas_dtypes(schema) == {
+        "account_id": "str",
+        "as_of": "datetime64[ns]",
+        "arr": "float64",
+        "plan": "str",
+    }
