@@ -29,8 +29,10 @@ lint: install  ## ruff check and format check
 format: install  ## ruff fix and format
 	$(UV) run ruff check --fix . && $(UV) run ruff format .
 
-bench: install  ## run the benchmarks (results go to docs/benchmarks.md by hand)
-	$(UV) run python -m benchmarks.generator
+BENCHMARKS ?= generator load_sources features scoring allocation quality batch serving spark
+
+bench: install  ## run every benchmark (BENCHMARKS="features scoring" for some); record figures in docs/benchmarks.md
+	@for name in $(BENCHMARKS); do echo "== benchmarks.$$name"; $(UV) run python -m benchmarks.$$name || exit 1; done
 
 notebooks: install  ## open JupyterLab on the notebooks
 	$(UV) run jupyter lab notebooks/
