@@ -101,26 +101,29 @@ def drift_alerts(
             continue
         observed = float(drifted["psi"].max())
         score_row = model_rows[model_rows["kind"] == "score"]
+        score_psi = float(score_row["psi"].iloc[0]) if len(score_row) else None
         features = drifted[drifted["kind"] == "feature"].head(settings.max_features_listed)
+        scores_drifted = score_psi is not None and score_psi > settings.psi_alert
+        # Inputs that moved while the score distribution held are worth a look
+        # (a warning); a score distribution that moved changes decisions (critical
+        # when far beyond the threshold).
+        critical = scores_drifted and score_psi >= settings.critical_ratio * settings.psi_alert
+        what = "scores" if scores_drifted else "inputs (its scores held steady)"
         alerts.append(
             {
                 "rule": f"{target}_drift",
                 "message": (
-                    f"The {target} model's inputs or scores moved away from its training data "
+                    f"The {target} model's {what} moved away from its training data "
                     f"(largest PSI {observed:.2f} > {settings.psi_alert:g})"
                 ),
                 "threshold": settings.psi_alert,
                 "observed": observed,
-                "severity": (
-                    "critical"
-                    if observed >= settings.critical_ratio * settings.psi_alert
-                    else "warning"
-                ),
+                "severity": "critical" if critical else "warning",
                 "suggested_action": (
                     f"Check the drifted sources for data problems; if the shift is real, "
                     f"retrain the {target} model (portfolio train) and compare it with the champion"
                 ),
-                "score_psi": float(score_row["psi"].iloc[0]) if len(score_row) else None,
+                "score_psi": score_psi,
                 "features": [
                     {"feature": str(name), "psi": float(psi)}
                     for name, psi in zip(features["name"], features["psi"], strict=True)

@@ -80,7 +80,9 @@ def test_alerts_only_for_models_above_the_threshold() -> None:
     (alert,) = alerts
     assert alert["threshold"] == 0.2
     assert [f["feature"] for f in alert["features"]] == ["usage_trend"]
-    assert alert["severity"] == "critical"  # PSI about 4.6, far above 1.5 x 0.2
+    # PSI about 4.6 on an input, but the scores held (PSI 0): a warning, not critical
+    assert alert["severity"] == "warning"
+    assert "scores held steady" in alert["message"]
     assert math.isclose(alert["observed"], _psi([0.5, 0.5, 0], [0.0, 1.0, 0]))
 
     summary = drift_summary(drift)
@@ -97,3 +99,13 @@ def test_the_threshold_is_strict_and_configurable() -> None:
     )
     assert not lenient["alert"].any()
     assert drift_alerts(lenient, DriftSettings(psi_alert=2.0)) == []
+
+
+def test_a_score_distribution_that_moved_is_critical() -> None:
+    stable = pd.DataFrame({"usage_trend": [0.5, 2.0] * 50, "plan": [0.0] * 80 + [1.0] * 20})
+    shifted_scores = np.full(100, 0.9)  # every score above the reference median
+    drift = model_drift("churn", _TwoFeatureModel(REFERENCE), stable, shifted_scores)
+    (alert,) = drift_alerts(drift)
+    assert alert["severity"] == "critical"
+    assert alert["score_psi"] > 1.5 * 0.2
+    assert "scores moved" in alert["message"]
