@@ -281,6 +281,10 @@ def check_features(
             "unknown_feature",
         )
     for name, value in features.items():
+        if name in rules.non_negative and (value is None or isinstance(value, bool)):
+            raise validation_error(
+                [*loc, name], "must be a number (it weighs the churn risk), not null", "number_type"
+            )
         if value is None:
             continue
         if name in rules.categorical:
@@ -295,7 +299,8 @@ def check_features(
                 [*loc, name], f"must be at least 0, got {value}", "greater_than_equal"
             )
     if base is None:
-        missing = [name for name in rules.model_features if name not in features]
+        wanted = [*rules.model_features, *sorted(rules.non_negative - set(rules.model_features))]
+        missing = [name for name in wanted if name not in features]
         if missing:
             raise validation_error(
                 loc,
@@ -382,9 +387,16 @@ def plan_and_score(
         live_positions.append(index)
         entries.append(None)
     if live_records:
-        for position, answer in zip(
-            live_positions, score_live(state, live_ids, live_records), strict=True
-        ):
+        try:
+            answers = score_live(state, live_ids, live_records)
+        except ValueError as error:  # ScoringInputError included: a record the models refuse
+            raise ApiError(
+                422,
+                "validation_error",
+                f"the what-if features cannot be scored: {error}",
+                ({"loc": ["accounts"], "msg": str(error), "type": "unscorable_features"},),
+            ) from None
+        for position, answer in zip(live_positions, answers, strict=True):
             entries[position] = answer
     return results_body(e for e in entries if e is not None), looked_up, len(live_records)
 

@@ -446,9 +446,12 @@ def test_portfolio_filter_errors(open_server):
     assert error["details"][0]["loc"] == ["segment"]
 
 
-def test_random_bodies_never_cause_a_server_error(open_server):
+def test_random_bodies_never_cause_a_server_error(open_server, service_home):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
+
+    known_ids = _account_ids(service_home, 3)
+    feature_names = [c for c in service_home.features.columns if c not in ("account_id", "as_of")]
 
     json_values = st.recursive(
         st.none()
@@ -462,10 +465,11 @@ def test_random_bodies_never_cause_a_server_error(open_server):
         ),
         max_leaves=12,
     )
+    names = st.sampled_from(["arr", "plan", "segment", *feature_names[:5]]) | st.text(max_size=12)
     accounts = st.lists(
         st.fixed_dictionaries(
-            {"account_id": st.text(max_size=10) | st.integers()},
-            optional={"features": st.dictionaries(st.text(max_size=12), json_values, max_size=4)},
+            {"account_id": st.sampled_from(known_ids) | st.text(max_size=10) | st.integers()},
+            optional={"features": st.dictionaries(names, json_values, max_size=4)},
         ),
         max_size=3,
     )

@@ -157,6 +157,8 @@ def test_new_account_needs_every_model_feature(state):
         ({"segment": 3.0}, "segment", "category_type"),
         ({"seats": "many"}, "seats", "number_type"),
         ({"arr": -1.0}, "arr", "greater_than_equal"),
+        ({"arr": None}, "arr", "number_type"),
+        ({"arr": True}, "arr", "number_type"),
     ],
 )
 def test_feature_rules_name_the_field(state, features, loc_name, rule):
