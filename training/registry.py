@@ -156,9 +156,13 @@ def load_version(
     name = registered_model_name(target, prefix)
     mlflow_client = client(uri)
     model_version = _version_or_raise(mlflow_client, name, version)
-    artifact_uri = f"models:/{name}/{model_version.version}/artifacts/{MODEL_ARTIFACT}"
     with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
         try:
+            # The version's concrete storage location, resolved through this
+            # client's registry: a `models:/` URI would be resolved by MLflow
+            # against its process-wide default registry, which need not be ours.
+            model_root = mlflow_client.get_model_version_download_uri(name, model_version.version)
+            artifact_uri = f"{model_root.rstrip('/')}/artifacts/{MODEL_ARTIFACT}"
             local = download_artifacts(
                 artifact_uri=artifact_uri,
                 dst_path=tmp,
