@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+
+from benchmarks.machine import describe_machine
 
 logger = logging.getLogger("benchmarks.batch")
 
@@ -161,23 +162,6 @@ def _side_by_side(run: Path, uri: str, repeats: int) -> dict[str, Any]:
     }
 
 
-def _machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-
-
 def _markdown(result: dict[str, Any]) -> str:
     job = result["job"]
     lines = [
@@ -270,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {
             "accounts": args.accounts,
             "months": args.months,
-            "machine": _machine(),
+            "machine": describe_machine(),
             "training": training,
             "generation": generation,
             "job": job,

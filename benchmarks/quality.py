@@ -28,8 +28,6 @@ import argparse
 import json
 import logging
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import replace
@@ -41,6 +39,7 @@ import pandas as pd
 from rich.console import Console
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.machine import describe_machine
 from training.bgnbd import BGNBD, repeat_purchase_summary
 from training.metrics import evaluate_binary
 from training.pipeline import TrainingResult, TrainingSettings, train_from_sources, train_from_table
@@ -244,28 +243,6 @@ def cdnow_quality(settings: TrainingSettings) -> dict:
 # ------------------------------------------------------------------ running
 
 
-def _machine() -> dict[str, str]:
-    model = ""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in lscpu.splitlines()
-                if line.startswith("Model name")
-            ),
-            "",
-        )
-    except OSError:
-        pass
-    return {
-        "cpus": str(os.cpu_count()),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-    }
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -285,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    results: dict[str, Any] = {"machine": _machine()}
+    results: dict[str, Any] = {"machine": describe_machine()}
     with tempfile.TemporaryDirectory() as store:
         # a throw-away tracking store: the benchmark logs and gates like a real run
         settings = TrainingSettings(

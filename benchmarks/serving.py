@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -50,6 +49,8 @@ from typing import Any
 import httpx
 import pandas as pd
 from rich.console import Console
+
+from benchmarks.machine import describe_machine
 
 logger = logging.getLogger("benchmarks.serving")
 
@@ -281,24 +282,6 @@ def _in_process_latency(function: Callable[[], Any], requests: int) -> dict[str,
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def _machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "load_average_before": os.getloadavg()[0],
-    }
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -537,7 +520,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    machine = _machine()
+    machine = describe_machine()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         result = _measure(args, args.workdir)
