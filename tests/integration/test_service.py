@@ -13,194 +13,53 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+from service_harness import (
+    REPO,
+    Server,
+    ServiceHome,
+    assert_error,
+    free_port,
+    start_service,
+    start_with_cli,
+    stop,
+    wait_for,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-READY_TIMEOUT_SECONDS = 240
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """A service process and how to reach it."""
-
-    url: str
-    process: subprocess.Popen
-    log: Path
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def post(self, path: str, body=None, **kwargs) -> httpx.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        if body is not None:
-            kwargs["json"] = body
-        return httpx.post(f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=30)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _start_service(
-    env: dict[str, str], log: Path, target: str = "serving.service:PortfolioService"
-) -> Server:
-    """`bentoml serve <target>` (the service in this checkout, or a bento tag)."""
-    port = _free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", target]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    from_source = target.startswith("serving.")
-    if from_source:
-        command += ["--working-dir", str(REPO)]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=REPO if from_source else log.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Server(f"http://127.0.0.1:{port}", process, log)
-
-
-def _start_with_cli(env: dict[str, str], log: Path, *args: str) -> Server:
-    """`portfolio serve --port P ...`: the command users run (it starts `bentoml serve`)."""
-    port = _free_port()
-    command = [
-        str(Path(sys.executable).with_name("portfolio")),
-        "serve",
-        "--port",
-        str(port),
-        *args,
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return Server(f"http://127.0.0.1:{port}", process, log)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-
-
-def _wait_for(server: Server, path: str, status: int = 200) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"the service exited:\n{server.log_text()[-4000:]}")
-        try:
-            if server.get(path).status_code == status:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{path} never answered {status}:\n{server.log_text()[-4000:]}")
-
-
-def _wait_until(condition, timeout: float = 60.0, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out: {message}")
-
-
-@dataclass(frozen=True)
-class ServiceHome:
-    """A private copy of the champion store and a runs folder holding the nightly run."""
-
-    root: Path
-    tracking_uri: str
-    database: Path
-    runs_root: Path
-    run_dir: Path
-    features: pd.DataFrame
-
-    def env(self, name: str, **overrides: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("PORTFOLIO_", "MLFLOW_", "BENTOML_"))
-        }
-        env.update(
-            {
-                "MLFLOW_TRACKING_URI": self.tracking_uri,
-                "PORTFOLIO_RUNS_ROOT": str(self.runs_root),
-                "PORTFOLIO_RELOAD_SECONDS": "1",
-                "PORTFOLIO_RETRY_SECONDS": "1",
-                "BENTOML_HOME": str(self.root / f"bentoml-{name}"),
-                "BENTOML_DO_NOT_TRACK": "true",
-            }
-        )
-        env.update(overrides)
-        return env
-
-
-@pytest.fixture(scope="module")
-def service_home(
-    champion_store: str, nightly_run_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> ServiceHome:
-    root = tmp_path_factory.mktemp("service")
-    source_db = Path(champion_store.removeprefix("sqlite:///"))
-    database = root / "mlflow.db"
-    shutil.copy2(source_db, database)
-    runs_root = root / "runs"
-    run_dir = runs_root / nightly_run_dir.name
-    shutil.copytree(nightly_run_dir, run_dir)
-    features = pd.read_parquet(run_dir / "features.parquet")
-    return ServiceHome(root, f"sqlite:///{database}", database, runs_root, run_dir, features)
 
 
 @pytest.fixture(scope="module")
 def open_server(service_home: ServiceHome) -> Iterator[Server]:
-    server = _start_service(service_home.env("open"), service_home.root / "open.log")
+    server = start_service(service_home.env("open"), service_home.root / "open.log")
     try:
-        _wait_for(server, "/readyz")
+        wait_for(server, "/readyz")
         yield server
     finally:
-        _stop(server.process)
+        stop(server.process)
 
 
 @pytest.fixture(scope="module")
 def keyed_server(service_home: ServiceHome) -> Iterator[tuple[Server, int]]:
     """Started with `portfolio serve`, with an API key, against a tracking server that is not
     running yet (its port is given)."""
-    tracking_port = _free_port()
+    tracking_port = free_port()
     env = service_home.env(
         "keyed",
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{tracking_port}",
         SERVICE_TEST_KEY="test-key-123",
     )
-    server = _start_with_cli(
+    server = start_with_cli(
         env,
         service_home.root / "keyed.log",
         "--api-key-env",
@@ -209,10 +68,10 @@ def keyed_server(service_home: ServiceHome) -> Iterator[tuple[Server, int]]:
         "1",
     )
     try:
-        _wait_for(server, "/livez")
+        wait_for(server, "/livez")
         yield server, tracking_port
     finally:
-        _stop(server.process)
+        stop(server.process)
 
 
 def _record(features: pd.DataFrame, position: int = 0) -> dict:
@@ -223,15 +82,11 @@ def _record(features: pd.DataFrame, position: int = 0) -> dict:
     }
 
 
-def _account_ids(service_home: ServiceHome, n: int) -> list[str]:
-    return service_home.features["account_id"].astype(str).head(n).tolist()
-
-
 # --------------------------------------------------------------------------- scoring
 
 
 def test_scores_accounts_by_id_with_reasons_and_versions(open_server, service_home):
-    ids = _account_ids(service_home, 3)
+    ids = service_home.account_ids(3)
     response = open_server.post("/score", {"accounts": [{"account_id": i} for i in ids]})
     assert response.status_code == 200
     results = response.json()["results"]
@@ -256,7 +111,7 @@ def test_scores_accounts_by_id_with_reasons_and_versions(open_server, service_ho
 
 
 def test_unknown_id_is_an_error_entry_not_a_failed_request(open_server, service_home):
-    known = _account_ids(service_home, 1)[0]
+    known = service_home.account_ids(1)[0]
     response = open_server.post(
         "/score", {"accounts": [{"account_id": "NOPE-1"}, {"account_id": known}]}
     )
@@ -268,7 +123,7 @@ def test_unknown_id_is_an_error_entry_not_a_failed_request(open_server, service_
 
 
 def test_what_if_record_scores_like_the_snapshot_row(open_server, service_home):
-    account_id = _account_ids(service_home, 1)[0]
+    account_id = service_home.account_ids(1)[0]
     record = _record(service_home.features)
     by_id, what_if, new_account = open_server.post(
         "/score",
@@ -289,7 +144,7 @@ def test_what_if_record_scores_like_the_snapshot_row(open_server, service_home):
 
 
 def test_what_if_changes_move_the_score(open_server, service_home):
-    account_id = _account_ids(service_home, 1)[0]
+    account_id = service_home.account_ids(1)[0]
     base = open_server.post("/score", {"accounts": [{"account_id": account_id}]}).json()
     doubled_arr = 2 * base["results"][0]["arr"] + 1000
     changed = open_server.post(
@@ -328,20 +183,11 @@ def test_portfolio_summary_matches_the_nightly_function(open_server, service_hom
 # --------------------------------------------------------------------------- bad input
 
 
-def _error(response: httpx.Response, status: int, type_: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["type"] == type_
-    assert "Traceback" not in response.text
-    return error
-
-
 def test_malformed_json_is_400(open_server):
     response = open_server.post(
         "/score", content=b'{"accounts": [', headers={"content-type": "application/json"}
     )
-    _error(response, 400, "invalid_json")
+    assert_error(response, 400, "invalid_json")
 
 
 @pytest.mark.parametrize(
@@ -357,7 +203,7 @@ def test_malformed_json_is_400(open_server):
     ],
 )
 def test_schema_violations_are_422_naming_the_field(open_server, body, loc):
-    error = _error(open_server.post("/score", body), 422, "validation_error")
+    error = assert_error(open_server.post("/score", body), 422, "validation_error")
     assert error["details"][0]["loc"][: len(loc)] == loc
 
 
@@ -372,8 +218,8 @@ def test_nan_and_infinity_are_refused(open_server, literal):
 
 
 def test_negative_arr_is_refused(open_server, service_home):
-    account_id = _account_ids(service_home, 1)[0]
-    error = _error(
+    account_id = service_home.account_ids(1)[0]
+    error = assert_error(
         open_server.post(
             "/score", {"accounts": [{"account_id": account_id, "features": {"arr": -5.0}}]}
         ),
@@ -385,8 +231,8 @@ def test_negative_arr_is_refused(open_server, service_home):
 
 
 def test_what_if_feature_rules(open_server, service_home):
-    account_id = _account_ids(service_home, 1)[0]
-    unknown = _error(
+    account_id = service_home.account_ids(1)[0]
+    unknown = assert_error(
         open_server.post(
             "/score", {"accounts": [{"account_id": account_id, "features": {"shoe_size": 1}}]}
         ),
@@ -394,7 +240,7 @@ def test_what_if_feature_rules(open_server, service_home):
         "validation_error",
     )
     assert unknown["details"][0]["loc"] == ["accounts", 0, "features", "shoe_size"]
-    text = _error(
+    text = assert_error(
         open_server.post(
             "/score", {"accounts": [{"account_id": account_id, "features": {"arr": "lots"}}]}
         ),
@@ -402,7 +248,7 @@ def test_what_if_feature_rules(open_server, service_home):
         "validation_error",
     )
     assert text["details"][0]["loc"] == ["accounts", 0, "features", "arr"]
-    missing = _error(
+    missing = assert_error(
         open_server.post("/score", {"accounts": [{"account_id": "NEW", "features": {"arr": 10}}]}),
         422,
         "validation_error",
@@ -412,7 +258,7 @@ def test_what_if_feature_rules(open_server, service_home):
 
 def test_too_many_accounts_is_422(open_server):
     body = {"accounts": [{"account_id": f"A{i}"} for i in range(1001)]}
-    error = _error(open_server.post("/score", body), 422, "validation_error")
+    error = assert_error(open_server.post("/score", body), 422, "validation_error")
     assert error["details"][0]["loc"] == ["accounts"]
     assert "at most 1000" in error["message"]
 
@@ -422,7 +268,7 @@ def test_body_over_one_mebibyte_is_413(open_server):
     response = open_server.post(
         "/score", content=body, headers={"content-type": "application/json"}
     )
-    _error(response, 413, "payload_too_large")
+    assert_error(response, 413, "payload_too_large")
 
 
 @pytest.mark.parametrize(
@@ -432,25 +278,27 @@ def test_non_json_content_types_are_415(open_server, content_type):
     response = open_server.post(
         "/score", content=b"\x80\x04K\x01.", headers={"content-type": content_type}
     )
-    _error(response, 415, "unsupported_media_type")
+    assert_error(response, 415, "unsupported_media_type")
 
 
 def test_get_on_score_is_405(open_server):
     response = httpx.get(f"{open_server.url}/score", timeout=10)
-    _error(response, 405, "method_not_allowed")
+    assert_error(response, 405, "method_not_allowed")
 
 
 def test_portfolio_filter_errors(open_server):
-    _error(open_server.post("/portfolio", {"colour": "red"}), 422, "validation_error")
-    error = _error(open_server.post("/portfolio", {"segment": "nope"}), 422, "validation_error")
+    assert_error(open_server.post("/portfolio", {"colour": "red"}), 422, "validation_error")
+    error = assert_error(
+        open_server.post("/portfolio", {"segment": "nope"}), 422, "validation_error"
+    )
     assert error["details"][0]["loc"] == ["segment"]
 
 
-def test_random_bodies_never_cause_a_server_error(open_server, service_home):
+def test_random_bodies_never_cause_a_serverassert_error(open_server, service_home):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    known_ids = _account_ids(service_home, 3)
+    known_ids = service_home.account_ids(3)
     feature_names = [c for c in service_home.features.columns if c not in ("account_id", "as_of")]
 
     json_values = st.recursive(
@@ -494,7 +342,7 @@ def test_random_bodies_never_cause_a_server_error(open_server, service_home):
 def test_health_metrics_and_openapi(open_server, service_home):
     assert open_server.get("/livez").status_code == 200
     assert open_server.get("/readyz").status_code == 200
-    open_server.post("/score", {"accounts": [{"account_id": _account_ids(service_home, 1)[0]}]})
+    open_server.post("/score", {"accounts": [{"account_id": service_home.account_ids(1)[0]}]})
     metrics = open_server.get("/metrics").text
     assert 'portfolio_request_duration_seconds_count{endpoint="/score"' in metrics
     assert (
@@ -514,10 +362,10 @@ def test_new_snapshot_is_picked_up(open_server, service_home):
             result = open_server.post("/score", {"accounts": [{"account_id": "NOPE"}]}).json()
             return newer.name in result["results"][0]["error"]
 
-        _wait_until(serves_newer, message="the service never loaded the newer run folder")
+        wait_until(serves_newer, message="the service never loaded the newer run folder")
     finally:
         shutil.rmtree(newer)
-    _wait_until(
+    wait_until(
         lambda: (
             service_home.run_dir.name + ")"
             in open_server.post("/score", {"accounts": [{"account_id": "NOPE"}]}).json()["results"][
@@ -545,7 +393,7 @@ def _promote(service_home: ServiceHome, target: str, version: str) -> None:
 
 
 def test_champion_swap_during_traffic_drops_no_request(open_server, service_home):
-    ids = _account_ids(service_home, 5)
+    ids = service_home.account_ids(5)
     record = _record(service_home.features, 1)
     body = {
         "accounts": [{"account_id": i} for i in ids] + [{"account_id": "NEW", "features": record}]
@@ -577,10 +425,10 @@ def test_champion_swap_during_traffic_drops_no_request(open_server, service_home
     for thread in threads:
         thread.start()
     try:
-        _wait_until(lambda: len(seen) > 20, message="no traffic got through")
+        wait_until(lambda: len(seen) > 20, message="no traffic got through")
         version = _new_version(service_home, "churn")
         _promote(service_home, "churn", version)
-        _wait_until(
+        wait_until(
             lambda: version in seen[-5:], timeout=90, message="the new champion never served"
         )
         time.sleep(1)
@@ -606,12 +454,12 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(open_server, se
     empty.mkdir(exist_ok=True)
     broken = str(client.create_model_version("upsell", empty.as_uri()).version)
     before = open_server.post(
-        "/score", {"accounts": [{"account_id": _account_ids(service_home, 1)[0]}]}
+        "/score", {"accounts": [{"account_id": service_home.account_ids(1)[0]}]}
     )
     serving_version = before.json()["results"][0]["upsell_model_version"]
     _promote(service_home, "upsell", broken)
     try:
-        _wait_until(
+        wait_until(
             lambda: (
                 f"upsell v{broken}" in open_server.log_text() and "failed" in open_server.log_text()
             ),
@@ -619,7 +467,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(open_server, se
         )
         assert open_server.get("/readyz").status_code == 200
         after = open_server.post(
-            "/score", {"accounts": [{"account_id": _account_ids(service_home, 1)[0]}]}
+            "/score", {"accounts": [{"account_id": service_home.account_ids(1)[0]}]}
         )
         assert after.status_code == 200
         assert after.json()["results"][0]["upsell_model_version"] == serving_version
@@ -637,9 +485,9 @@ def test_not_ready_until_the_tracking_server_answers_then_requires_the_key(
         {"accounts": [{"account_id": "A"}]},
         headers={"authorization": "Bearer test-key-123"},
     )
-    error = _error(not_ready, 503, "not_ready")
+    error = assert_error(not_ready, 503, "not_ready")
     assert "127.0.0.1" in error["message"] or "champion" in error["message"]
-    _wait_until(
+    wait_until(
         lambda: "cannot check the champion models" in server.log_text(), message="no log line"
     )
 
@@ -664,22 +512,22 @@ def test_not_ready_until_the_tracking_server_answers_then_requires_the_key(
         start_new_session=True,
     )
     try:
-        _wait_for(server, "/readyz")
-        account_id = _account_ids(service_home, 1)[0]
+        wait_for(server, "/readyz")
+        account_id = service_home.account_ids(1)[0]
         body = {"accounts": [{"account_id": account_id}]}
-        _error(server.post("/score", body), 401, "unauthorized")
-        _error(
+        assert_error(server.post("/score", body), 401, "unauthorized")
+        assert_error(
             server.post("/score", body, headers={"authorization": "Bearer wrong"}),
             401,
             "unauthorized",
         )
-        _error(server.post("/portfolio", {}), 401, "unauthorized")
+        assert_error(server.post("/portfolio", {}), 401, "unauthorized")
         ok = server.post("/score", body, headers={"authorization": "Bearer test-key-123"})
         assert ok.status_code == 200 and "p_churn" in ok.json()["results"][0]
         assert server.get("/livez").status_code == 200
         assert server.get("/metrics").status_code == 200
     finally:
-        _stop(tracking)
+        stop(tracking)
 
 
 # --------------------------------------------------------------------------- packaging
@@ -737,9 +585,9 @@ def test_package_lists_the_champions_and_the_bento_serves_them(
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
         "PORTFOLIO_SNAPSHOT": str(nightly_run_dir),
     }
-    server = _start_service(serve_env, tmp_path / "bento.log", target="portfolio:latest")
+    server = start_service(serve_env, tmp_path / "bento.log", target="portfolio:latest")
     try:
-        _wait_for(server, "/readyz")
+        wait_for(server, "/readyz")
         account_id = str(
             pd.read_parquet(nightly_run_dir / "features.parquet")["account_id"].iloc[0]
         )
@@ -749,4 +597,4 @@ def test_package_lists_the_champions_and_the_bento_serves_them(
         assert result["churn_model"] == "churn" and result["churn_model_version"] == "1"
         assert 0 <= result["p_churn"] <= 1
     finally:
-        _stop(server.process)
+        stop(server.process)
