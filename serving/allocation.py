@@ -72,6 +72,7 @@ class _Model:
     capacity_accounts: np.ndarray  # (m,) nan = no limit
     capacity_hours: np.ndarray  # (m,)
     hours: np.ndarray  # (T,)
+    tie: float  # solver-only tie-break added to every option's value
 
     @property
     def n(self) -> int:
@@ -90,6 +91,7 @@ def _build_model(
     capacity_accounts: np.ndarray,
     capacity_hours: np.ndarray,
     settings: AllocationSettings,
+    tie: float | None = None,
 ) -> _Model:
     factors = np.array([[settings.match_factors[t][s] for s in SENIORITIES] for t in TIERS])
     hours = np.array([settings.hours_per_account[t] for t in TIERS], dtype="float64")
@@ -101,7 +103,10 @@ def _build_model(
     # Ties (e.g. an account of priority 0) go to keeping the owner, then to assigning
     # someone, rather than to leaving the account unassigned. Solver costs only: reported
     # values leave the tie-break out.
-    tie = _TIE_BREAK * max(1.0, float(priority.mean()) if len(priority) else 1.0)
+    # A part of a larger model (a neighbourhood, the accounts priced in) passes its tie so
+    # that values stay comparable.
+    if tie is None:
+        tie = _TIE_BREAK * max(1.0, float(priority.mean()) if len(priority) else 1.0)
     value_stay = np.where(stay_allowed, priority * owner_factor + bonus + 2 * tie, 0.0)
     present = np.bincount(seniority, minlength=len(SENIORITIES)) > 0
     pools: list[tuple[int, float, np.ndarray]] = []
@@ -134,6 +139,7 @@ def _build_model(
         capacity_accounts=capacity_accounts,
         capacity_hours=capacity_hours,
         hours=hours,
+        tie=tie,
     )
 
 
@@ -148,6 +154,8 @@ class _Program:
     a_eq: sp.csr_matrix
     network_rows: int  # the first rows of a_ub that are not capacity rows
     slots: slice  # the k variables
+    capacity_manager: np.ndarray  # per capacity row: the manager index
+    capacity_in_hours: np.ndarray  # per capacity row: True for hours, False for accounts
 
 
 def _program(model: _Model) -> _Program:
@@ -175,12 +183,13 @@ def _program(model: _Model) -> _Program:
             cols.append(k0 + j * tiers + np.arange(tiers))
             vals.append(weights)
             ub_rows += 1
-    capacities = [
-        c
+    capacity_rows = [
+        (j, kind, c)
         for j in range(m)
-        for c in (model.capacity_accounts[j], model.capacity_hours[j])
+        for kind, c in enumerate((model.capacity_accounts[j], model.capacity_hours[j]))
         if not np.isnan(c)
     ]
+    capacities = [c for _, _, c in capacity_rows]
     a_ub = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(ub_rows, size),
@@ -206,7 +215,17 @@ def _program(model: _Model) -> _Program:
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(base + m * tiers, size),
     )
-    return _Program(value, upper, a_ub, b_ub, a_eq, n, slice(k0, size))
+    return _Program(
+        value,
+        upper,
+        a_ub,
+        b_ub,
+        a_eq,
+        n,
+        slice(k0, size),
+        np.array([j for j, _, _ in capacity_rows], dtype=int),
+        np.array([kind == 1 for _, kind, _ in capacity_rows], dtype=bool),
+    )
 
 
 def _solve_lp(program: _Program, upper: np.ndarray, with_capacities: bool) -> Any:
@@ -313,19 +332,25 @@ def _released(model: _Model, assigned: np.ndarray) -> np.ndarray:
     accounts of each tier until they free the hours of the largest slot (and one account),
     so that a better account can take their place."""
     largest = float(model.hours.max()) if len(model.hours) else 0.0
+    needed = np.array(
+        [max(1, int(np.ceil(largest / h))) if h > 0 else 1 for h in model.hours], dtype=int
+    )
     value = model.priority * model.factors[model.tier, model.seniority[np.maximum(assigned, 0)]]
     value = value + np.where(assigned == model.owner, model.bonus, 0.0)
-    released = []
-    for j in range(model.m):
-        mine = np.nonzero(assigned == j)[0]
-        for t in range(len(TIERS)):
-            cell = mine[model.tier[mine] == t]
-            if not len(cell):
-                continue
-            cell = cell[np.lexsort((cell, value[cell]))]
-            needed = int(np.ceil(largest / model.hours[t])) if model.hours[t] > 0 else 1
-            released.append(cell[: max(1, needed)])
-    return np.concatenate(released) if released else np.zeros(0, dtype=int)
+    owned = np.nonzero(assigned >= 0)[0]
+    # cells (manager, tier), lowest value first within each cell
+    order = owned[np.lexsort((owned, value[owned], model.tier[owned], assigned[owned]))]
+    cell = assigned[order] * len(TIERS) + model.tier[order]
+    return order[_rank_within(cell) < needed[model.tier[order]]]
+
+
+def _rank_within(groups: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal values of a sorted array."""
+    if not len(groups):
+        return np.zeros(0, dtype=int)
+    starts = np.r_[0, np.nonzero(np.diff(groups))[0] + 1]
+    lengths = np.diff(np.r_[starts, len(groups)])
+    return np.arange(len(groups)) - np.repeat(starts, lengths)
 
 
 def _unassigned_candidates(
@@ -382,6 +407,7 @@ def _improve(
         room_accounts,
         room_hours,
         settings,
+        tie=model.tie,
     )
     program = _program(neighbourhood)
     solved = _slot_counts_exact(
@@ -396,20 +422,13 @@ def _improve(
     return (candidate if better else assigned), limited
 
 
-def _solve(model: _Model, settings: AllocationSettings) -> tuple[np.ndarray, str, float]:
-    """(manager index per account or -1, method, upper bound on the objective)."""
-    program = _program(model)
-    relaxed = _solve_lp(program, program.upper, with_capacities=True)
-    bound = -float(relaxed.fun)
-    relaxed_k = relaxed.x[program.slots]
+def _from_relaxation(
+    model: _Model, program: _Program, relaxed_k: np.ndarray, settings: AllocationSettings
+) -> tuple[np.ndarray, str]:
+    """The integral plan from the LP's slot counts: exact when they are integral, else
+    rounded down and re-optimised around (neighbourhood MILP)."""
     if np.all(np.abs(relaxed_k - np.round(relaxed_k)) <= _INTEGRAL):
-        return _assign(model, program, np.round(relaxed_k)), "lp (integral)", bound
-    if model.n <= settings.exact_max_accounts:
-        solved = _slot_counts_exact(program, settings.mip_rel_gap, settings.time_limit_seconds)
-        if solved is not None:
-            slot_counts, milp_bound, limited = solved
-            method = "milp, time limit reached" if limited else "milp"
-            return _assign(model, program, slot_counts), method, min(bound, milp_bound)
+        return _assign(model, program, np.round(relaxed_k)), "lp (integral)"
     assigned = _assign(model, program, np.floor(relaxed_k + _INTEGRAL))
     method = "lp rounding + neighbourhood milp"
     for _ in range(settings.neighbourhood_rounds):
@@ -419,7 +438,146 @@ def _solve(model: _Model, settings: AllocationSettings) -> tuple[np.ndarray, str
         if improved is assigned:
             break
         assigned = improved
-    return assigned, method, bound
+    return assigned, method
+
+
+@dataclass(frozen=True)
+class _Plan:
+    assigned: np.ndarray  # manager index per account or -1
+    method: str
+    bound: float  # upper bound on the objective (with the solver's tie-break)
+    in_solver: int  # accounts the solver decided (the others keep their owner)
+
+
+def _solve(model: _Model, settings: AllocationSettings) -> _Plan:
+    if model.n > settings.exact_max_accounts:
+        return _solve_priced(model, settings)
+    program = _program(model)
+    relaxed = _solve_lp(program, program.upper, with_capacities=True)
+    bound = -float(relaxed.fun)
+    relaxed_k = relaxed.x[program.slots]
+    if np.any(np.abs(relaxed_k - np.round(relaxed_k)) > _INTEGRAL):
+        solved = _slot_counts_exact(program, settings.mip_rel_gap, settings.time_limit_seconds)
+        if solved is not None:
+            slot_counts, milp_bound, limited = solved
+            method = "milp, time limit reached" if limited else "milp"
+            assigned = _assign(model, program, slot_counts)
+            return _Plan(assigned, method, min(bound, milp_bound), model.n)
+    assigned, method = _from_relaxation(model, program, relaxed_k, settings)
+    return _Plan(assigned, method, bound, model.n)
+
+
+@dataclass(frozen=True)
+class _Prices:
+    """Capacity prices (LP duals): what one more account / one more hour of each manager
+    is worth."""
+
+    per_account: np.ndarray  # (m,)
+    per_hour: np.ndarray  # (m,)
+
+    def of_slots(self, hours: np.ndarray) -> np.ndarray:
+        """(m, T): the price of one account of each tier at each manager."""
+        return self.per_account[:, None] + self.per_hour[:, None] * hours[None, :]
+
+
+def _capacity_prices(program: _Program, relaxed: Any, m: int) -> _Prices:
+    duals = np.maximum(-np.asarray(relaxed.ineqlin.marginals)[program.network_rows :], 0.0)
+    per_account, per_hour = np.zeros(m), np.zeros(m)
+    hours = program.capacity_in_hours
+    per_account[program.capacity_manager[~hours]] = duals[~hours]
+    per_hour[program.capacity_manager[hours]] = duals[hours]
+    return _Prices(per_account, per_hour)
+
+
+def _gains(model: _Model, prices: _Prices) -> tuple[np.ndarray, np.ndarray]:
+    """Per account, at these prices: (value of staying - its slot's price, best value of
+    moving to a pool - the cheapest slot in the pool); -inf when not possible."""
+    slot = prices.of_slots(model.hours)
+    stay = np.full(model.n, -np.inf)
+    keep = model.stay_allowed
+    stay[keep] = model.value_stay[keep] - slot[model.owner[keep], model.tier[keep]]
+    move = np.full(model.n, -np.inf)
+    for p, (t, _, members) in enumerate(model.pools):
+        chosen = model.pool_of_y == p
+        np.maximum.at(
+            move, model.account_of_y[chosen], model.value_y[chosen] - slot[members, t].min()
+        )
+    return stay, move
+
+
+def _lagrangian_bound(model: _Model, prices: _Prices) -> float:
+    """Upper bound on the objective for any prices >= 0 (capacities priced, not enforced:
+    every account takes its best option at these prices). At the LP's optimal prices it
+    is the LP bound."""
+    stay, move = _gains(model, prices)
+    capacity = prices.per_account @ np.nan_to_num(model.capacity_accounts) + (
+        prices.per_hour @ np.nan_to_num(model.capacity_hours)
+    )
+    return float(capacity + np.maximum(np.maximum(stay, move), 0.0).sum())
+
+
+def _initially_free(model: _Model) -> np.ndarray:
+    """The accounts the solver starts with: those that cannot stay, those that gain by
+    moving somewhere (before capacity prices), and, at every manager over a capacity, the
+    least valuable owned accounts beyond what fits. The rest stay with their owner."""
+    stay, move = _gains(model, _Prices(np.zeros(model.m), np.zeros(model.m)))
+    free = ~model.stay_allowed | (move > stay)
+    staying = np.nonzero(~free)[0]
+    order = staying[np.lexsort((staying, -model.value_stay[staying], model.owner[staying]))]
+    owner = model.owner[order]
+    rank = _rank_within(owner)
+    hours = model.hours[model.tier[order]]
+    cumulative = np.cumsum(hours)
+    starts = np.nonzero(rank == 0)[0]
+    before = np.repeat(cumulative[starts] - hours[starts], np.diff(np.r_[starts, len(order)]))
+    fits_accounts = ~(rank + 1 > model.capacity_accounts[owner])  # NaN: no limit
+    fits_hours = ~(cumulative - before > model.capacity_hours[owner] + _INTEGRAL)
+    free[order[~(fits_accounts & fits_hours)]] = True
+    return free
+
+
+def _part(model: _Model, free: np.ndarray, settings: AllocationSettings) -> _Model:
+    """The model of the free accounts in the capacity the staying ones leave."""
+    fixed = ~free
+    counts, hours = _load(model, np.where(fixed, model.owner, -1))
+    indices = np.nonzero(free)[0]
+    return _build_model(
+        model.priority[indices],
+        model.tier[indices],
+        model.owner[indices],
+        model.seniority,
+        np.maximum(model.capacity_accounts - counts, 0.0),
+        np.maximum(model.capacity_hours - hours, 0.0),
+        settings,
+        tie=model.tie,
+    )
+
+
+def _solve_priced(model: _Model, settings: AllocationSettings) -> _Plan:
+    """Large books: most accounts are best left with their owner, so only the others go to
+    the solver. Start with `_initially_free`, solve the LP, and bring in every staying
+    account whose staying is not optimal at the LP's capacity prices; repeat until none is
+    left (then the LP is the whole book's LP) or `pricing_rounds` is reached. The integral
+    plan comes from the last LP (`_from_relaxation`); the bound from the prices."""
+    free = _initially_free(model)
+    prices = _Prices(np.zeros(model.m), np.zeros(model.m))
+    for round_ in range(settings.pricing_rounds + 1):
+        part = _part(model, free, settings)
+        if part.n == 0:
+            break
+        program = _program(part)
+        relaxed = _solve_lp(program, program.upper, with_capacities=True)
+        prices = _capacity_prices(program, relaxed, model.m)
+        stay, move = _gains(model, prices)
+        late = ~free & (np.maximum(move, 0.0) > stay + model.tie)
+        if not late.any() or round_ == settings.pricing_rounds:
+            break
+        free |= late
+    assigned = np.where(free, -1, model.owner)
+    method = "lp (integral)"
+    if part.n:
+        assigned[free], method = _from_relaxation(part, program, relaxed.x[program.slots], settings)
+    return _Plan(assigned, method, _lagrangian_bound(model, prices), part.n)
 
 
 def _current_is_feasible(model: _Model) -> tuple[bool, list[int], int]:
@@ -475,7 +633,8 @@ def allocate_accounts(
         managers["capacity_hours"].to_numpy(dtype="float64"),
         settings,
     )
-    assigned, method, bound = _solve(model, settings)
+    plan = _solve(model, settings)
+    assigned, method, bound = plan.assigned, plan.method, plan.bound
     objective = _objective(model, assigned)
     feasible, over, forbidden = _current_is_feasible(model)
     current_objective = _objective(model, model.owner)
@@ -495,6 +654,7 @@ def allocate_accounts(
             "method": method,
             "objective": objective,
             "upper_bound": bound,
+            "in_solver": plan.in_solver,
             "current_feasible": feasible,
             "current_over_capacity": [str(managers["owner_id"].iloc[j]) for j in over],
             "current_forbidden_pairs": forbidden,
@@ -579,6 +739,7 @@ def _result(
         "accounts_moved": int(assignments["moved"].sum()),
         "accounts_unassigned": int((assigned < 0).sum()),
         "accounts_without_known_owner": int((model.owner < 0).sum()),
+        "accounts_in_solver": int(solver["in_solver"]),
         "objective_with_continuity": round(objective, 6),
         "upper_bound": round(bound, 6),
         "optimality_gap": round(max(0.0, (bound - objective) / bound), 9) if bound > 0 else 0.0,

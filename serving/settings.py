@@ -251,7 +251,14 @@ class AllocationSettings(_Settings):
         500,
         ge=0,
         description="Up to this many accounts the MILP solves the integer counts exactly "
-        "(within mip_rel_gap); above it, LP rounding (deterministic, gap reported)",
+        "(within mip_rel_gap); above it, the priced LP with rounding (deterministic, gap "
+        "reported)",
+    )
+    pricing_rounds: int = Field(
+        20,
+        ge=0,
+        description="Above exact_max_accounts: rounds of bringing into the solver the staying "
+        "accounts the LP's capacity prices show could do better (until none is left)",
     )
     neighbourhood_rounds: int = Field(
         1,
