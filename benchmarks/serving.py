@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import logging
-import math
 import os
 import signal
 import socket
@@ -51,6 +50,7 @@ import pandas as pd
 from rich.console import Console
 
 from benchmarks.machine import describe_machine
+from benchmarks.traffic import PlannedRequest, percentile, run_traffic
 
 logger = logging.getLogger("benchmarks.serving")
 
@@ -68,7 +68,7 @@ READY_TIMEOUT_SECONDS = 300
 # --------------------------------------------------------------------------- setup
 
 
-def _prepare(work: Path, accounts: int, months: int, seed: int, uri: str) -> Path:
+def prepare_setup(work: Path, accounts: int, months: int, seed: int, uri: str) -> Path:
     """Generate, train, promote and score once; returns the run folder (reused when present)."""
     run_dir = work / "runs" / "latest"
     if (run_dir / "manifest.json").is_file():
@@ -94,20 +94,20 @@ def _prepare(work: Path, accounts: int, months: int, seed: int, uri: str) -> Pat
     return run_nightly_job(sources, out_dir=run_dir).out_dir
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_process(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(
             command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -117,7 +117,7 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=30)
 
 
-def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
+def wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -151,7 +151,7 @@ async def floor_app(scope: dict[str, Any], receive: Callable, send: Callable) ->
 # --------------------------------------------------------------------------- payloads
 
 
-def _records(run_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def feature_records(run_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
     features = pd.read_parquet(run_dir / "features.parquet")
     columns = [c for c in features.columns if c not in ("account_id", "as_of")]
     values = features[columns].astype(object).where(features[columns].notna(), None)
@@ -172,11 +172,6 @@ def _bulk(records: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- measuring
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
 async def _sequential(url: str, body: bytes, requests: int, warmup: int) -> dict[str, float]:
     headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(timeout=60) as client:
@@ -191,45 +186,24 @@ async def _sequential(url: str, body: bytes, requests: int, warmup: int) -> dict
     times.sort()
     return {
         "requests": requests,
-        "p50_ms": round(_percentile(times, 0.50) * 1e3, 3),
-        "p99_ms": round(_percentile(times, 0.99) * 1e3, 3),
+        "p50_ms": round(percentile(times, 0.50) * 1e3, 3),
+        "p99_ms": round(percentile(times, 0.99) * 1e3, 3),
         "mean_ms": round(statistics.fmean(times) * 1e3, 3),
     }
 
 
 async def _concurrent(url: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
-    headers = {"content-type": "application/json"}
-    ok = 0
-    errors: list[str] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        for _ in range(20):
-            await client.post(url, content=body, headers=headers)
-        deadline = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal ok
-            while time.perf_counter() < deadline:
-                try:
-                    response = await client.post(url, content=body, headers=headers)
-                except httpx.HTTPError as error:
-                    errors.append(repr(error))
-                    continue
-                if response.status_code == 200:
-                    ok += 1
-                else:
-                    errors.append(f"HTTP {response.status_code}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
+    base, path = url.rsplit("/", 1)
+    plan = [PlannedRequest("one", f"/{path}", body)]
+    result = await run_traffic(base, plan, clients, seconds)
+    summary = result.summary()
     return {
         "clients": clients,
-        "seconds": round(elapsed, 2),
-        "requests": ok,
-        "errors": len(errors),
-        "requests_per_second": round(ok / elapsed, 1),
-        "first_errors": errors[:3],
+        "seconds": summary["seconds"],
+        "requests": summary["requests"] - summary["errors"],
+        "errors": summary["errors"],
+        "requests_per_second": summary["requests_per_second"],
+        "first_errors": summary["first_errors"],
     }
 
 
@@ -276,8 +250,8 @@ def _in_process_latency(function: Callable[[], Any], requests: int) -> dict[str,
         times.append(time.perf_counter() - started)
     times.sort()
     return {
-        "p50_ms": round(_percentile(times, 0.5) * 1e3, 3),
-        "p99_ms": round(_percentile(times, 0.99) * 1e3, 3),
+        "p50_ms": round(percentile(times, 0.5) * 1e3, 3),
+        "p99_ms": round(percentile(times, 0.99) * 1e3, 3),
     }
 
 
@@ -288,8 +262,8 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = uri  # this process loads the champions too
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
-    run_dir = _prepare(work, args.accounts, args.months, args.seed, uri)
-    ids, records = _records(run_dir)
+    run_dir = prepare_setup(work, args.accounts, args.months, args.seed, uri)
+    ids, records = feature_records(run_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTFOLIO_", "MLFLOW_"))}
     env.update(
         {
@@ -300,8 +274,8 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "PORTFOLIO_MAX_BODY_BYTES": str(16 * 1024 * 1024),
         }
     )
-    ours_port, mlflow_port, floor_port = _free_port(), _free_port(), _free_port()
-    ours = _start(
+    ours_port, mlflow_port, floor_port = free_port(), free_port(), free_port()
+    ours = start_process(
         [
             sys.executable,
             "-m",
@@ -318,7 +292,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         env,
         work / "service.log",
     )
-    theirs = _start(
+    theirs = start_process(
         [
             sys.executable,
             "-m",
@@ -339,7 +313,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         env,
         work / "mlflow-serve.log",
     )
-    floor = _start(
+    floor = start_process(
         [
             sys.executable,
             "-m",
@@ -358,14 +332,14 @@ def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     try:
         ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
         floor_url = f"http://127.0.0.1:{floor_port}"
-        _wait_ready(f"{ours_url}/readyz", ours, work / "service.log")
-        _wait_ready(f"{mlflow_url}/health", theirs, work / "mlflow-serve.log")
-        _wait_ready(f"{floor_url}/", floor, work / "floor.log")
+        wait_ready(f"{ours_url}/readyz", ours, work / "service.log")
+        wait_ready(f"{mlflow_url}/health", theirs, work / "mlflow-serve.log")
+        wait_ready(f"{floor_url}/", floor, work / "floor.log")
         return _run_measurements(args, uri, run_dir, ids, records, ours_url, mlflow_url, floor_url)
     finally:
-        _stop(ours)
-        _stop(theirs)
-        _stop(floor)
+        stop_process(ours)
+        stop_process(theirs)
+        stop_process(floor)
 
 
 def _run_measurements(

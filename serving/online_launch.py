@@ -98,6 +98,10 @@ def run_service(
     command = serve_command(host, port)
     logger.debug("starting %s", " ".join(command))
     process = subprocess.Popen(command, env=env, cwd=REPO_ROOT)
+    # SIGTERM (a container or service manager stopping `portfolio serve`) is passed on,
+    # so BentoML finishes the requests in flight and stops its workers, instead of this
+    # process dying and leaving the server running without a parent.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -107,3 +111,5 @@ def run_service(
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

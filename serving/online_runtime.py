@@ -66,6 +66,7 @@ class ScoringRuntime(Generic[S]):
         self._state: S | None = None
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
+        self._first_check_done = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.last_check: float | None = None
@@ -91,6 +92,10 @@ class ScoringRuntime(Generic[S]):
             finally:
                 self.last_check = time.time()
             if served is not None and served.key == key:
+                if self.last_error is not None:
+                    logger.info(
+                        "the champion models and snapshot are reachable again; serving %s", key
+                    )
                 self.last_error = None
                 return RefreshOutcome(swapped=False, key=key)
             started = time.perf_counter()
@@ -127,6 +132,15 @@ class ScoringRuntime(Generic[S]):
         )
         self._thread.start()
 
+    def wait_first_check(self, timeout: float) -> bool:
+        """Block until the first refresh ended (loaded, or failed and logged); False on timeout.
+
+        The service calls this before it accepts connections, so a (re)started
+        worker does not answer 503 for the seconds its first load takes while
+        the registry is reachable, and still starts (not ready) when it is not.
+        """
+        return self._first_check_done.wait(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -139,5 +153,6 @@ class ScoringRuntime(Generic[S]):
                 self.refresh()
             except Exception:  # never let the refresh thread die
                 logger.exception("unexpected error while refreshing the scoring state")
+            self._first_check_done.set()
             wait = self._reload_seconds if self.ready else self._retry_seconds
             self._stop.wait(wait)

@@ -5,6 +5,9 @@ only stores hyper-parameters, `fit` returns `self`, learned attributes end in
 an underscore. It is saved as two files: `booster.txt` (LightGBM's native text
 format) and `model.json` (feature names, category levels, the calibrator as
 plain numbers, the training reference distribution and metadata).
+`model.json` records the sha256 of `booster.txt` and of its own content
+(`integrity`); loading checks both, so a truncated or altered file is refused
+with `ModelIntegrityError` naming the file instead of giving other scores.
 
 How rows become numbers is fixed at fit time by `FeatureEncoder`: numeric
 columns are read as float64, categorical columns are mapped to the integer
@@ -15,6 +18,7 @@ knows but the input lacks become NaN.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -40,6 +44,11 @@ PROBABILITY_FLOOR = 1e-6
 
 Rows = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 CalibrationMethod = Literal["auto", "isotonic", "platt"]
+INTEGRITY_KEY = "integrity"
+
+
+class ModelIntegrityError(ValueError):
+    """A saved model's file is unreadable, or differs from what was saved (the message names it)."""
 
 
 # --------------------------------------------------------------------------- encoding
@@ -496,9 +505,16 @@ class CalibratedBoostedClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "booster_")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / BOOSTER_FILE).write_text(self.booster_.model_to_string(), encoding="utf-8")
+        booster_text = self.booster_.model_to_string()
+        # as it will be read back (string keys, lists), so the recorded hash matches at loading
+        state = json.loads(json.dumps(self.to_json_dict(), allow_nan=False))
+        state[INTEGRITY_KEY] = {
+            "booster_sha256": _sha256(booster_text),
+            "model_json_sha256": _sha256(_canonical_json(state)),
+        }
+        (directory / BOOSTER_FILE).write_text(booster_text, encoding="utf-8")
         (directory / MODEL_JSON_FILE).write_text(
-            json.dumps(self.to_json_dict(), indent=1, allow_nan=False), encoding="utf-8"
+            json.dumps(state, indent=1, allow_nan=False), encoding="utf-8"
         )
         return directory
 
@@ -510,23 +526,40 @@ class CalibratedBoostedClassifier(ClassifierMixin, BaseEstimator):
         for path in (booster_path, json_path):
             if not path.is_file():
                 raise FileNotFoundError(f"model file missing: {path}")
-        return cls.from_strings(
-            booster_path.read_text(encoding="utf-8"),
-            json_path.read_text(encoding="utf-8"),
-            source=str(json_path),
-        )
+        try:
+            booster_text = booster_path.read_text(encoding="utf-8")
+            model_json = json_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ModelIntegrityError(
+                f"a model file in {directory} is not UTF-8 text: {error}"
+            ) from None
+        return cls.from_strings(booster_text, model_json, source=str(directory))
 
     @classmethod
     def from_strings(
         cls, booster_text: str, model_json: str, source: str = MODEL_JSON_FILE
     ) -> CalibratedBoostedClassifier:
-        """A model from the contents of `booster.txt` and `model.json` (e.g. sent to Spark workers)."""
-        state = json.loads(model_json)
+        """A model from the contents of `booster.txt` and `model.json` (e.g. sent to Spark workers).
+
+        Raises ModelIntegrityError when `model.json` is not valid JSON, when
+        either file differs from the sha256 recorded at saving (models saved
+        before the record existed are not checked) or when LightGBM cannot
+        read the booster; `source` (where the files came from) is named.
+        """
+        try:
+            state = json.loads(model_json)
+        except json.JSONDecodeError as error:
+            raise ModelIntegrityError(
+                f"{MODEL_JSON_FILE} of {source} is not valid JSON ({error}): the file is corrupted"
+            ) from None
+        if not isinstance(state, dict):
+            raise ModelIntegrityError(f"{MODEL_JSON_FILE} of {source} is not a JSON object")
+        _check_integrity(state, booster_text, source)
         if state.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{source} is not a {MODEL_FORMAT} model")
+            raise ValueError(f"{MODEL_JSON_FILE} of {source} is not a {MODEL_FORMAT} model")
         if state.get("format_version", 0) > MODEL_FORMAT_VERSION:
             raise ValueError(
-                f"{source} has format version {state['format_version']}; "
+                f"{MODEL_JSON_FILE} of {source} has format version {state['format_version']}; "
                 f"this code reads up to {MODEL_FORMAT_VERSION}"
             )
         model = cls(**state["params"])
@@ -537,11 +570,44 @@ class CalibratedBoostedClassifier(ClassifierMixin, BaseEstimator):
         model.feature_names_in_ = np.asarray(model.feature_names_, dtype=object)
         model.n_features_in_ = len(model.feature_names_)
         model.classes_ = np.array([0, 1])
-        model.booster_ = lgb.Booster(model_str=booster_text)
+        try:
+            model.booster_ = lgb.Booster(model_str=booster_text)
+        except lgb.basic.LightGBMError as error:
+            raise ModelIntegrityError(
+                f"{BOOSTER_FILE} of {source} is not a readable LightGBM model: {error}"
+            ) from None
         model.calibrator_ = state["calibrator"]
         model.reference_ = state["reference"]
         model.metadata_ = state.get("metadata", {})
         return model
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _canonical_json(state: Mapping[str, Any]) -> str:
+    """`state` without its integrity record, as compact JSON with sorted keys."""
+    content = {k: v for k, v in state.items() if k != INTEGRITY_KEY}
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _check_integrity(state: Mapping[str, Any], booster_text: str, source: str) -> None:
+    """ModelIntegrityError when a file differs from the sha256 recorded when it was saved."""
+    recorded = state.get(INTEGRITY_KEY)
+    if recorded is None:
+        return  # saved before the record existed
+    checks = (
+        (BOOSTER_FILE, recorded.get("booster_sha256"), _sha256(booster_text)),
+        (MODEL_JSON_FILE, recorded.get("model_json_sha256"), _sha256(_canonical_json(state))),
+    )
+    for name, expected, actual in checks:
+        if expected != actual:
+            raise ModelIntegrityError(
+                f"{name} of {source} does not match the sha256 recorded when the model was "
+                f"saved (recorded {str(expected)[:12]}..., found {actual[:12]}...): the file is "
+                "corrupted or was changed"
+            )
 
 
 def booster_feature_names(names: Sequence[str]) -> list[str]:

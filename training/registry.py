@@ -33,7 +33,7 @@ from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
 from training.metrics import evaluate_binary
-from training.model import CalibratedBoostedClassifier
+from training.model import CalibratedBoostedClassifier, ModelIntegrityError
 from training.tracking import (
     MODEL_ARTIFACT,
     TARGETS,
@@ -51,6 +51,10 @@ _PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 class ChampionNotFound(LookupError):
     """No champion (or no such version) in the registry."""
+
+
+class UnusableModelVersion(ValueError):
+    """A registered version's artifacts are corrupted or unreadable (the message names them)."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,13 @@ def load_version(
             raise ChampionNotFound(
                 f"cannot read the artifacts of {name} version {model_version.version}: {exc}"
             ) from exc
-        model = CalibratedBoostedClassifier.load(Path(local))
+        try:
+            model = CalibratedBoostedClassifier.load(Path(local))
+        except (ModelIntegrityError, ValueError, OSError) as exc:
+            where = str(exc).replace(str(local), artifact_uri)
+            raise UnusableModelVersion(
+                f"{name} version {model_version.version} cannot be used: {where}"
+            ) from None
     return Champion(
         name=name,
         version=str(model_version.version),
