@@ -106,7 +106,7 @@ class SwapOutcome:
 
     old: str
     new: str
-    promoted_at: float | None  # seconds into the traffic
+    promoted_at: float | None  # when promote() was called, seconds into the traffic
     first_new_at: float | None  # when the first answer of `new` arrived
     old_after_new: int  # answers of `old` to requests started after first_new_at
     other_versions: tuple[str, ...]
@@ -129,7 +129,7 @@ def swap_outcome(result: TrafficResult, old: str, new: str) -> SwapOutcome:
     )
     others = tuple(sorted({s.version for s in versioned} - {old, new}))
     action = result.actions.get(SWAP_ACTION)
-    return SwapOutcome(old, new, action.finished if action else None, first_new, old_after, others)
+    return SwapOutcome(old, new, action.started if action else None, first_new, old_after, others)
 
 
 def level_figures(result: TrafficResult, swap: SwapOutcome | None) -> dict[str, Any]:

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 SERVICE_IMPORT = "serving.service:PortfolioService"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BENTOML_OPTIONS_ENV = "BENTOML_CONFIG_OPTIONS"
+SERVICE_NAME_OPTION = "services.portfolio"  # the name in serving.service's @bentoml.service
 
 
 class LaunchError(RuntimeError):
@@ -46,13 +48,22 @@ def serve_command(host: str, port: int, service: str = SERVICE_IMPORT) -> list[s
     ]
 
 
-def serve_environment(settings: ServiceSettings, base: Mapping[str, str]) -> dict[str, str]:
-    """The child's environment: `base` plus the settings as variables."""
+def serve_environment(
+    settings: ServiceSettings, base: Mapping[str, str], workers: int | None = None
+) -> dict[str, str]:
+    """The child's environment: `base` plus the settings as variables.
+
+    `workers` (when given) is passed to BentoML as `services.portfolio.workers`
+    in BENTOML_CONFIG_OPTIONS, after any options already there.
+    """
     env = dict(base)
     env.update(settings.to_env())
     if settings.api_key is None:
         env.pop("PORTFOLIO_API_KEY", None)
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    if workers is not None:
+        options = env.get(BENTOML_OPTIONS_ENV, "").strip()
+        env[BENTOML_OPTIONS_ENV] = f"{options} {SERVICE_NAME_OPTION}.workers={workers}".strip()
     return env
 
 
@@ -91,10 +102,11 @@ def run_service(
     host: str = "127.0.0.1",
     port: int = 3000,
     environ: Mapping[str, str] | None = None,
+    workers: int | None = None,
 ) -> int:
     """Run the service in the foreground until it stops; returns its exit code."""
     check_port_free(host, port)
-    env = serve_environment(settings, os.environ if environ is None else environ)
+    env = serve_environment(settings, os.environ if environ is None else environ, workers)
     command = serve_command(host, port)
     logger.debug("starting %s", " ".join(command))
     process = subprocess.Popen(command, env=env, cwd=REPO_ROOT)

@@ -35,6 +35,8 @@ from serving.online import (
 )
 from serving.online_settings import ServiceSettings
 
+FIRST_LOAD_WAIT_SECONDS = 120.0
+
 
 @bentoml.service(
     name="portfolio",
@@ -59,6 +61,10 @@ class PortfolioService:
         self.metrics = ServiceMetrics.create()
         self.runtime = build_runtime(self.settings, in_bento=PortfolioService.bento is not None)
         self.runtime.start()
+        # Accept connections only once the first load ended (BentoML creates the
+        # service before its worker listens): a restarted worker then takes no
+        # requests it would answer 503; with no registry it starts not ready.
+        self.runtime.wait_first_check(FIRST_LOAD_WAIT_SECONDS)
 
     @bentoml.on_shutdown
     def stop_refreshing(self) -> None:

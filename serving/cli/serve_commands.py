@@ -48,6 +48,15 @@ def serve_command(
             "PORTFOLIO_RELOAD_SECONDS).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes. With 2 (the default) one keeps answering while BentoML "
+            "restarts another that died; each holds both models and the snapshot.",
+        ),
+    ] = 2,
 ) -> None:
     """Start the scoring service (BentoML) with the champion models."""
     try:
@@ -70,10 +79,10 @@ def serve_command(
     console.print(
         f"serving on http://{host}:{port} (docs: /docs.json, health: /livez /readyz, "
         f"metrics: /metrics); snapshot: {folder if folder else 'none yet (what-if records only)'}; "
-        f"API key: {'required' if settings.api_key else 'not required'}"
+        f"API key: {'required' if settings.api_key else 'not required'}; workers: {workers}"
     )
     try:
-        code = run_service(settings, host=host, port=port)
+        code = run_service(settings, host=host, port=port, workers=workers)
     except LaunchError as error:
         raise fail(str(error)) from None
     raise typer.Exit(code)
