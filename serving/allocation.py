@@ -611,16 +611,14 @@ def allocate_accounts(
     if account_managers.empty:
         raise PortfolioInputError("account_managers: the table has no manager to allocate to")
     managers = account_managers.sort_values("owner_id", kind="stable").reset_index(drop=True)
-    manager_index = {str(o): j for j, o in enumerate(managers["owner_id"])}
+    manager_index = pd.Index(managers["owner_id"].astype(str).to_numpy(dtype=object), dtype=object)
     accounts = scores.assign(account_id=scores["account_id"].astype(str)).sort_values(
         "account_id", kind="stable"
     )
     priority = accounts["priority"].to_numpy(dtype="float64").clip(min=0.0)
     tier = accounts["tier"].map({t: c for c, t in enumerate(TIERS)}).to_numpy(dtype=int)
-    owner_ids = accounts["owner_id"].astype("string")
-    owner = np.array(
-        [manager_index.get(str(o), -1) if pd.notna(o) else -1 for o in owner_ids], dtype=int
-    )
+    owner_ids = accounts["owner_id"].astype("string").to_numpy(dtype=object, na_value=None)
+    owner = manager_index.get_indexer(owner_ids).astype(int)  # -1: none or not a manager
     seniority = (
         managers["seniority"].map({s: c for c, s in enumerate(SENIORITIES)}).to_numpy(dtype=int)
     )
