@@ -8,7 +8,8 @@ request and response models, and hands each request to a library function in
 Routes: `POST /score`, `POST /portfolio` (guarded: API key, JSON only, size
 limit; see `serving.api_guard`), and BentoML's `/livez`, `/readyz` (ready once
 both champions are loaded and warmed up), `/metrics` (Prometheus) and
-`/docs.json` (OpenAPI).
+`/docs.json` (OpenAPI, rewritten by `serving.api_document` to list
+the error answers, the API key and this deployment's limits).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import bentoml
 from starlette.responses import Response
 
+from serving.api_document import OpenApiDocument
 from serving.api_guard import RequestGuard, install_quiet_client_errors
 from serving.api_models import (
     AccountRequest,
@@ -100,3 +102,4 @@ class PortfolioService:
 
 
 PortfolioService.add_asgi_middleware(RequestGuard, settings_factory=guard_settings_from_env)
+PortfolioService.add_asgi_middleware(OpenApiDocument, settings_factory=ServiceSettings.from_env)
