@@ -12,10 +12,12 @@ deployment (`ServiceSettings`):
   `PortfolioRequest`), with this deployment's accounts-per-request limit
   (`maxItems`) and `arr` as a number >= 0 in a what-if record;
 - every status the guarded routes answer (400, 401 with a key, 409 for
-  `/portfolio`, 413, 415, 422, 500, 503), each with the `ErrorResponse` schema;
+  `/portfolio`, 413, 415, 422, 500, 503), each with the `ErrorResponse` schema,
+  and BentoML's own 504 after the request timeout;
 - the bearer scheme, required on both routes, when an API key is set;
 - `/score` needs a body (`/portfolio` without one is the whole portfolio);
 - `/readyz` answers 503 until the champions are loaded;
+- the service's own description instead of BentoML's template;
 - no component schema that nothing refers to (BentoML's task and error schemas).
 
 `OpenApiDocument` is the ASGI middleware that serves the rewritten document.
@@ -38,6 +40,11 @@ from serving.online_settings import ServiceSettings
 DOCUMENT_PATH = "/docs.json"
 # The schemas are pydantic's JSON Schema 2020-12 (null types, propertyNames): OpenAPI 3.1.
 OPENAPI_VERSION = "3.1.0"
+SERVICE_DESCRIPTION = (
+    "Per-account churn and upsell scores with reasons (`POST /score`) and the portfolio "
+    "summary (`POST /portfolio`). Every error of these routes is an `ErrorResponse`. "
+    "See docs/api.md and docs/security.md in the repository."
+)
 SCHEMA_PREFIX = "#/components/schemas/"
 SCHEMA_REF = SCHEMA_PREFIX + "{model}"
 BEARER_SCHEME = "bearerAuth"
@@ -50,6 +57,12 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
 
 # Errors both guarded routes can answer; `/portfolio` adds 409, a key adds 401.
 COMMON_ERRORS: tuple[int, ...] = (400, 413, 415, 422, 500, 503)
+# BentoML answers a request over its traffic timeout itself (outside the guard).
+TIMEOUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+}
 ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "/score": COMMON_ERRORS,
     "/portfolio": (*COMMON_ERRORS, 409),
@@ -84,6 +97,7 @@ def service_openapi(document: dict[str, Any], settings: ServiceSettings) -> dict
     """The generated document rewritten to describe what this deployment answers."""
     spec = copy.deepcopy(document)
     spec["openapi"] = OPENAPI_VERSION
+    spec.setdefault("info", {})["description"] = SERVICE_DESCRIPTION
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(model_schemas(ErrorResponse))
@@ -108,6 +122,11 @@ def service_openapi(document: dict[str, Any], settings: ServiceSettings) -> dict
                     JSON_MEDIA_TYPE: {"schema": {"$ref": SCHEMA_REF.format(model="ErrorResponse")}}
                 },
             }
+        responses["504"] = {
+            "description": "the answer took longer than the request timeout (120 s); "
+            "BentoML's own body, not ErrorResponse",
+            "content": {JSON_MEDIA_TYPE: {"schema": TIMEOUT_SCHEMA}},
+        }
         operation["responses"] = responses
     if settings.api_key:
         components["securitySchemes"] = {

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, MutableMapping, Sequence
@@ -351,8 +352,17 @@ class ServiceMetrics:
 
 
 def not_ready_response(runtime: ScoringRuntime[ScoringState]) -> tuple[int, bytes]:
-    reason = runtime.last_error or "the champion models are still loading"
+    reason = redact_credentials(runtime.last_error or "the champion models are still loading")
     return 503, error_body("not_ready", f"the service is not ready: {reason}")
+
+
+# `scheme://user:password@host` (or `scheme://token@host`) in a URI.
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with the user and password of every URI replaced by `***` (for answers and logs)."""
+    return _URI_CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
 def plan_and_score(
@@ -712,7 +722,8 @@ class RegistryChampions:
         ]
         if missing:
             raise LookupError(
-                f"no @champion for {', '.join(missing)} in {tracking_uri()}: train the models "
+                f"no @champion for {', '.join(missing)} in {redact_credentials(tracking_uri())}: "
+                "train the models "
                 "(portfolio train) or promote a version (portfolio promote)"
             )
         return versions[0], versions[1]  # type: ignore[return-value]

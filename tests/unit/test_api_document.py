@@ -51,12 +51,12 @@ def test_bentoml_documents_error_bodies_the_service_never_sends(generated):
 
 def test_every_error_status_of_the_guarded_routes_is_documented(generated):
     spec = service_openapi(generated, ServiceSettings())
-    expected = {"200", "400", "413", "415", "422", "500", "503"}
+    expected = {"200", "400", "413", "415", "422", "500", "503", "504"}
     assert set(_responses(spec, "/score")) == expected
     assert set(_responses(spec, "/portfolio")) == expected | {"409"}
     for route in ("/score", "/portfolio"):
         for status, answer in _responses(spec, route).items():
-            if status != "200":
+            if status not in ("200", "504"):
                 schema = answer["content"]["application/json"]["schema"]
                 assert schema == {"$ref": ERROR_REF}, (route, status)
                 assert answer["description"].split(":")[0] in {
@@ -110,9 +110,11 @@ def test_request_bodies_are_the_models_the_service_validates(generated):
     assert not portfolio_body.is_valid({"colour": "red"})
 
 
-def test_readiness_documents_503(generated):
+def test_readiness_documents_503_and_the_description_is_the_services(generated):
     spec = service_openapi(generated, ServiceSettings())
     assert set(spec["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
+    assert "BentoML" not in spec["info"]["description"]
+    assert "POST /score" in spec["info"]["description"]
 
 
 def test_every_reference_resolves_and_unused_schemas_are_gone(generated):
