@@ -3,6 +3,12 @@
     uv run python -m benchmarks.batch                      # 100,000 accounts
     uv run python -m benchmarks.batch --accounts 1000000   # the scale run
 
+A portfolio above 100,000 accounts is generated in shards of at most 100,000
+accounts (`features.synthetic.generate_and_write_shards`: one shard in memory
+at a time, each table as `<table>/part-*.parquet` read through one glob), and
+the job loads it in partitions of the accounts (`--partitions`, default: from
+the size of the sources; see `serving.partitions`).
+
 Steps (only step 3 is the job; the others prepare it or measure beside it):
 
 1. train churn and upsell champions on a small generated portfolio (same
@@ -71,28 +77,43 @@ def _train_champions(train_accounts: int, months: int, seed: int, work: Path, ur
     }
 
 
-def _generate(accounts: int, months: int, seed: int, folder: Path) -> tuple[Path, dict]:
-    from features.synthetic import GeneratorSettings, generate_portfolio, write_portfolio
+# Accounts per generated shard: about 2 GB of memory while a shard is simulated.
+SHARD_ACCOUNTS = 100_000
+
+
+def _generate(
+    accounts: int, months: int, seed: int, folder: Path, shards: int
+) -> tuple[Path, dict]:
+    from features.synthetic import GeneratorSettings, generate_and_write, generate_and_write_shards
 
     started = time.perf_counter()
-    portfolio = generate_portfolio(GeneratorSettings(n_accounts=accounts, months=months, seed=seed))
-    counts = portfolio.row_counts()
-    sources = write_portfolio(portfolio, folder)
-    del portfolio
-    return sources, {
+    settings = GeneratorSettings(n_accounts=accounts, months=months, seed=seed)
+    if shards > 1:
+        result = generate_and_write_shards(settings, shards, folder)
+    else:
+        result = generate_and_write(settings, folder)
+    return result.sources_path, {
         "seconds": round(time.perf_counter() - started, 1),
-        "rows": {k: int(v) for k, v in counts.items() if k != "ground_truth"},
+        "shards": shards,
+        "rows": {k: int(v) for k, v in result.row_counts.items() if k != "ground_truth"},
     }
 
 
 LIGHT_JOB = (
     "import sys; from serving.batch import NightlyJobSettings, run_nightly_job; "
-    "run_nightly_job(sys.argv[1], out_dir=sys.argv[2], settings=NightlyJobSettings(allocate=False))"
+    "partitions = int(sys.argv[3]) if len(sys.argv) > 3 else None; "
+    "run_nightly_job(sys.argv[1], out_dir=sys.argv[2], "
+    "settings=NightlyJobSettings(allocate=False, partitions=partitions))"
 )
 
 
 def _run_job(
-    sources: Path, out: Path, env: dict[str, str], log: Path, allocate: bool = True
+    sources: Path,
+    out: Path,
+    env: dict[str, str],
+    log: Path,
+    allocate: bool = True,
+    partitions: int | None = None,
 ) -> dict[str, Any]:
     """Run the job in a child process: the CLI, or (allocate=False) the library call."""
     if allocate:
@@ -106,8 +127,12 @@ def _run_job(
             "--out",
             str(out),
         ]
+        if partitions is not None:
+            command += ["--partitions", str(partitions)]
     else:
         command = [sys.executable, "-c", LIGHT_JOB, str(sources), str(out)]
+        if partitions is not None:
+            command.append(str(partitions))
     started = time.perf_counter()
     with log.open("w") as handle:
         process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -123,6 +148,8 @@ def _run_job(
         "job_seconds": manifest["timings"]["total_seconds"],
         "stages_seconds": manifest["timings"]["stages_seconds"],
         "row_counts": manifest["row_counts"],
+        "partitions": manifest.get("partitions", 1),
+        "load_average_after": os.getloadavg(),
     }
 
 
@@ -167,7 +194,8 @@ def _markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Nightly job, {result['accounts']:,} generated accounts "
         f"({job['row_counts']['active_accounts']:,} active; "
-        f"{sum(result['generation']['rows'].values()):,} source rows), "
+        f"{sum(result['generation']['rows'].values()):,} source rows; "
+        f"loaded in {job['partitions']} partition(s)), "
         f"{result['machine']['cpus']} CPUs ({result['machine']['cpu_model']}), "
         f"{result['machine']['date']}",
         "",
@@ -180,6 +208,8 @@ def _markdown(result: dict[str, Any]) -> str:
         f"| **process wall time (imports to exit)** | **{job['wall_seconds']:.2f}** |",
         "",
         f"Peak memory of the job process: {job['peak_rss_mib']} MiB.",
+        f"Load average before {result['machine']['load_average_before']:.1f}, "
+        f"after (1/5/15 min) {', '.join(f'{x:.1f}' for x in job['load_average_after'])}.",
     ]
     light = result.get("job_without_allocation")
     if light:
@@ -218,6 +248,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3, help="best-of for the side by side")
     parser.add_argument("--skip-side-by-side", action="store_true")
     parser.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help=f"generate in this many pieces (default: one per {SHARD_ACCOUNTS:,} accounts)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=None, help="partitions of the job (default: automatic)"
+    )
+    parser.add_argument(
+        "--without-allocation-only",
+        action="store_true",
+        help="run the job once, with the account-manager allocation off",
+    )
+    parser.add_argument(
         "--also-without-allocation",
         action="store_true",
         help="run the job a second time with the account-manager allocation off",
@@ -239,17 +283,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.info("training champions on %d accounts", args.train_accounts)
         training = _train_champions(args.train_accounts, args.months, args.seed, work, uri)
         logger.info("generating %d accounts", args.accounts)
-        sources, generation = _generate(args.accounts, args.months, args.seed, work / "portfolio")
+        shards = args.shards or -(-args.accounts // SHARD_ACCOUNTS)
+        sources, generation = _generate(
+            args.accounts, args.months, args.seed, work / "portfolio", shards
+        )
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
         env.pop("MLFLOW_REGISTRY_URI", None)
         out = work / "runs" / "latest"
         logger.info("running the nightly job")
-        job = _run_job(sources, out, env, work / "job.log")
+        job = _run_job(
+            sources,
+            out,
+            env,
+            work / "job.log",
+            allocate=not args.without_allocation_only,
+            partitions=args.partitions,
+        )
         without_allocation = None
         if args.also_without_allocation:
             logger.info("running the nightly job without the allocation")
             without_allocation = _run_job(
-                sources, work / "runs" / "light", env, work / "job-light.log", allocate=False
+                sources,
+                work / "runs" / "light",
+                env,
+                work / "job-light.log",
+                allocate=False,
+                partitions=args.partitions,
             )
         result: dict[str, Any] = {
             "accounts": args.accounts,
@@ -258,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "training": training,
             "generation": generation,
             "job": job,
+            "allocation": not args.without_allocation_only,
             "job_without_allocation": without_allocation,
             "repeats": args.repeats,
         }

@@ -82,8 +82,9 @@ DEFAULT_READ_OPTIONS: dict[FileFormat, dict[str, Any]] = {
     "parquet": {},
     "json": {},
 }
-# The column read_parquet adds with each row's position in its file.
+# The columns read_parquet adds with each row's position in its file and the file's name.
 PARQUET_ROW_NUMBER = "file_row_number"
+PARQUET_FILE_NAME = "__source_file"
 # How much of a failing query the error message shows.
 QUERY_PREVIEW_CHARS = 300
 
@@ -139,6 +140,36 @@ class SourcesConfig(BaseModel):
     name: str | None = None
     description: str | None = None
     tables: dict[str, TableSource]
+
+
+@dataclass(frozen=True)
+class AccountPartition:
+    """One of `count` disjoint parts of the accounts: `hash(account_id) % count = index`.
+
+    Loading a partition keeps, in every table keyed by account, only the rows of
+    the accounts in it (filtered in DuckDB as the files are scanned, so the rest
+    never reaches memory); `account_managers` is read whole. All rows of one
+    account land in the same partition, so per-account rules (duplicate ids,
+    orphans) hold within it. Files are hashed for the fingerprints in
+    partition 0 only (`with_fingerprints`).
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"partition {self.index} is not one of 0..{self.count - 1}")
+
+    @property
+    def with_fingerprints(self) -> bool:
+        return self.index == 0
+
+    def row_filter(self, table: str) -> str | None:
+        """The DuckDB condition on `table`'s typed columns; None when the table is read whole."""
+        if "account_id" not in CONTRACT[table].column_names or self.count == 1:
+            return None
+        return f"hash(account_id) % {self.count} = {self.index}"
 
 
 @dataclass(frozen=True)
@@ -232,11 +263,13 @@ def read_sources_config(path: str | Path) -> SourcesConfig:
     return config
 
 
-def load_sources(path: str | Path) -> LoadedSources:
+def load_sources(path: str | Path, partition: AccountPartition | None = None) -> LoadedSources:
     """Load every table of a `sources.yaml`, typed to the contract and validated.
 
     Raises SourcesError when a table cannot be read at all; row-level problems
-    (excluded rows, rule violations) are in `.report` instead.
+    (excluded rows, rule violations) are in `.report` instead. With a
+    `partition`, only the rows of its accounts are loaded and validated (see
+    `AccountPartition`; the nightly job runs large portfolios part by part).
     """
     path = Path(path)
     config = read_sources_config(path)
@@ -275,7 +308,14 @@ def load_sources(path: str | Path) -> LoadedSources:
         for table, source in config.tables.items():
             started = time.perf_counter()
             try:
-                outcome = _load_table(con, table, source, files.get(table, []), read=not fatal)
+                outcome = _load_table(
+                    con,
+                    table,
+                    source,
+                    files.get(table, []),
+                    read=not fatal,
+                    row_filter=partition.row_filter(table) if partition is not None else None,
+                )
             except duckdb.Error as error:
                 fatal.append(_read_failure(table, source, error))
                 continue
@@ -288,7 +328,8 @@ def load_sources(path: str | Path) -> LoadedSources:
             tables[table] = typed.frame
             loads.append(typed.load)
             issues.extend(typed.issues)
-            fingerprints[table] = fingerprint or _files_fingerprint(files[table], base_dir)
+            if partition is None or partition.with_fingerprints:
+                fingerprints[table] = fingerprint or _files_fingerprint(files[table], base_dir)
             logger.info(
                 "loaded %s from %s: %d of %d rows in %.2fs",
                 table,
@@ -311,22 +352,24 @@ def _load_table(
     files: list[Path],
     *,
     read: bool,
+    row_filter: str | None = None,
 ) -> tuple[TypedTable, str | None] | list[Issue] | None:
-    """Read and type one table.
+    """Read and type one table (only the rows `row_filter` keeps, see `type_raw_table`).
 
     Returns the typed table with its fingerprint (None for `path` tables, whose
     files are hashed by the caller), the issues when its columns do not fit the
     contract, or None when `read` is false (only the columns were checked).
     Raises duckdb.Error when the source cannot be read or the query fails.
     """
-    # A single Parquet file is typed straight from the file (no copy in DuckDB);
-    # every other source is materialised once, since it is scanned several times.
-    direct = len(files) == 1 and _source_format(source) == "parquet"
+    # Parquet files are typed straight from the files (no copy in DuckDB; rows are
+    # numbered across the files in their order); every other source is
+    # materialised once, since it is scanned several times.
+    direct = bool(files) and _source_format(source) == "parquet"
     relation_sql, label = _relation_sql(source, files, row_numbers=direct)
     source_columns = [
         row[0]
         for row in con.sql(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
-        if not (direct and row[0] == PARQUET_ROW_NUMBER)
+        if not (direct and row[0] in (PARQUET_ROW_NUMBER, PARQUET_FILE_NAME))
     ]
     selection = select_columns(table, source_columns, source.columns)
     if selection.issues:
@@ -338,7 +381,9 @@ def _load_table(
         con.execute(
             f"CREATE TEMP VIEW {raw_relation} AS "
             + raw_select_sql(
-                selection, relation_sql, extra=[f"{PARQUET_ROW_NUMBER} AS __source_row"]
+                selection,
+                relation_sql,
+                extra=[f"{_parquet_row_number(con, files)} AS __source_row"],
             )
         )
         typed = type_raw_table(
@@ -348,18 +393,42 @@ def _load_table(
             source=label,
             ignored_columns=selection.ignored,
             row_number="__source_row",
+            row_filter=row_filter,
         )
         con.execute(f"DROP VIEW {raw_relation}")
         return typed, None
     con.execute(f"CREATE TEMP TABLE {raw_relation} AS " + raw_select_sql(selection, relation_sql))
     typed = type_raw_table(
-        con, table, raw_relation, source=label, ignored_columns=selection.ignored
+        con,
+        table,
+        raw_relation,
+        source=label,
+        ignored_columns=selection.ignored,
+        row_filter=row_filter,
     )
     fingerprint = (
         _result_fingerprint(con, raw_relation, source.sql) if source.sql is not None else None
     )
     con.execute(f"DROP TABLE {raw_relation}")
     return typed, fingerprint
+
+
+def _parquet_row_number(con: duckdb.DuckDBPyConnection, files: list[Path]) -> str:
+    """A row's 0-based position across the Parquet `files` read in order (as one table).
+
+    Raises duckdb.Error when a file's metadata cannot be read.
+    """
+    if len(files) == 1:
+        return PARQUET_ROW_NUMBER
+    names = [str(file) for file in files]
+    rows = dict(
+        con.execute("SELECT file_name, num_rows FROM parquet_file_metadata(?)", [names]).fetchall()
+    )
+    offsets, start = [], 0
+    for name in names:
+        offsets.append(f"WHEN {quote_literal(name)} THEN {start}")
+        start += int(rows[name])
+    return f"{PARQUET_ROW_NUMBER} + CASE {PARQUET_FILE_NAME} {' '.join(offsets)} END"
 
 
 def _source_format(source: TableSource) -> FileFormat | None:
@@ -396,6 +465,8 @@ def _relation_sql(
         options.setdefault("delim", "\t")
     if row_numbers:
         options[PARQUET_ROW_NUMBER] = True
+        if len(files) > 1:
+            options["filename"] = PARQUET_FILE_NAME
     targets = (
         _sql_value([str(file) for file in files])
         if len(files) > 1

@@ -59,6 +59,7 @@ The same seed gives identical frames.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.optimize import brentq
@@ -470,6 +472,80 @@ def generate_and_write(settings: GeneratorSettings, out_dir: str | Path) -> Gene
     portfolio = generate_portfolio(settings)
     sources = write_portfolio(portfolio, out_dir)
     return GenerationResult(sources, portfolio.row_counts(), time.perf_counter() - started)
+
+
+# Columns holding ids that a shard's prefix makes unique across shards.
+SHARD_ID_COLUMNS: tuple[str, ...] = ("account_id", "parent_account_id", "owner_id")
+
+
+def generate_and_write_shards(
+    settings: GeneratorSettings, shards: int, out_dir: str | Path
+) -> GenerationResult:
+    """A large portfolio generated and written in `shards` independent pieces.
+
+    Shard k simulates `n_accounts / shards` accounts (the remainder goes to the
+    first shards) with its own seed drawn from `settings.seed`, and its ids get
+    the prefix of the shard (`ACC-000123` becomes `ACC-k003-000123`, likewise the
+    account managers' ids), so only one shard is in memory at a time. Each
+    table is written as `<table>/part-<k>.parquet`, read through one glob in
+    `sources.yaml`; `ground_truth/part-<k>.parquet` and `settings.json` beside.
+    `shards=1` writes what `generate_and_write` writes, in that layout.
+    """
+    if shards < 1 or shards > settings.n_accounts:
+        raise ValueError(f"shards must be between 1 and the number of accounts, got {shards}")
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(settings.seed).spawn(shards)
+    base, extra = divmod(settings.n_accounts, shards)
+    width = len(str(shards - 1))
+    counts: dict[str, int] = {}
+    names: list[str] = []
+    for shard in range(shards):
+        piece = settings.model_copy(
+            update={
+                "n_accounts": base + (shard < extra),
+                "seed": int(seeds[shard].generate_state(1)[0]),
+            }
+        )
+        portfolio = generate_portfolio(piece)
+        prefix = f"k{shard:0{max(3, width)}d}-"
+        frames = {**portfolio.tables, "ground_truth": portfolio.ground_truth}
+        for name, frame in frames.items():
+            folder = out / name
+            folder.mkdir(exist_ok=True)
+            _with_shard_ids(frame, prefix).to_parquet(
+                folder / f"part-{shard:0{max(3, width)}d}.parquet", index=False
+            )
+            counts[name] = counts.get(name, 0) + len(frame)
+            if name not in names and name != "ground_truth":
+                names.append(name)
+        del portfolio, frames
+    (out / "settings.json").write_text(
+        json.dumps({"shards": shards, "settings": settings.model_dump(mode="json")}, indent=2)
+        + "\n"
+    )
+    sources = out / "sources.yaml"
+    document = {
+        "name": settings.portfolio_name,
+        "tables": {name: {"path": f"{name}/part-*.parquet"} for name in names},
+    }
+    sources.write_text(yaml.safe_dump(document, sort_keys=False))
+    return GenerationResult(sources, counts, time.perf_counter() - started)
+
+
+def _with_shard_ids(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """The frame with `prefix` after the `XXX-` head of every id (`ACC-1` -> `ACC-k001-1`)."""
+    columns = {}
+    for column in SHARD_ID_COLUMNS:
+        if column not in frame.columns:
+            continue
+        ids = pa.array(frame[column], type=pa.large_string())
+        prefixed = pc.replace_substring_regex(ids, pattern="^([A-Z]+-)", replacement=rf"\1{prefix}")
+        columns[column] = pd.Series(
+            prefixed.to_pandas(types_mapper=pd.ArrowDtype), index=frame.index
+        ).astype(frame[column].dtype)
+    return frame.assign(**columns)
 
 
 # --------------------------------------------------------------------------- calendar and draws

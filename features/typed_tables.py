@@ -207,11 +207,14 @@ def type_raw_table(
     source: str,
     ignored_columns: list[str] | None = None,
     row_number: str = "rowid",
+    row_filter: str | None = None,
 ) -> TypedTable:
     """Type the DuckDB table or view `raw_relation` (contract-named columns) as contract `table`.
 
     `row_number` is the expression giving a row's 0-based position in the source
-    (a table's `rowid`; for a Parquet view, its `file_row_number`).
+    (a table's `rowid`; for a Parquet view, its `file_row_number`). `row_filter`,
+    a DuckDB condition on the typed columns (e.g. one partition of the accounts),
+    keeps only the rows it holds for: the counts, issues and frame cover those rows.
     """
     spec = CONTRACT[table]
     raw_types = {
@@ -221,10 +224,10 @@ def type_raw_table(
     }
     present_columns = [column for column in spec.columns if column.name in raw_types]
     view = quote_identifier(f"typed_{table}")
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {view} AS "
-        + _typed_view_sql(spec, present_columns, raw_types, raw_relation, row_number)
-    )
+    typed_sql = _typed_view_sql(spec, present_columns, raw_types, raw_relation, row_number)
+    if row_filter is not None:
+        typed_sql = f"SELECT * FROM ({typed_sql}) AS typed_rows WHERE {row_filter}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {typed_sql}")
 
     checks: list[tuple[ColumnSpec, str, str]] = []  # (column, rule, condition)
     for column in present_columns:
@@ -263,7 +266,9 @@ def type_raw_table(
         f"AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(column.name)}"
         for column in spec.columns
     )
-    arrow = con.sql(f"SELECT {output} FROM {view} WHERE NOT __excluded").to_arrow_table()
+    # a filtered scan may return rows out of their source order: put them back in it
+    order = " ORDER BY __row" if row_filter is not None else ""
+    arrow = con.sql(f"SELECT {output} FROM {view} WHERE NOT __excluded{order}").to_arrow_table()
     frame = arrow_to_contract_frame(arrow, spec)
     load = TableLoad(table, source, rows_read, rows_read - rows_excluded, ignored_columns or [])
     return TypedTable(frame, load, issues)

@@ -23,6 +23,7 @@ DuckDB as `STRUCT(...)[]` (`SELECT r.* FROM scores, UNNEST(reasons) t(r)`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -38,17 +40,38 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.build import (
     DataPeriod,
     FeatureError,
+    FeatureSession,
     arr_at,
+    as_of_day,
     build_account_features,
     check_as_of,
     data_period,
+    plan_features,
+    to_feature_dtypes,
 )
 from features.contract import Tables
+from features.issues import ValidationReport
 from features.labels import build_labels
-from features.sources import LoadedSources, SourcesError, load_sources
+from features.sources import (
+    AccountPartition,
+    LoadedSources,
+    SourcesError,
+    load_sources,
+    read_sources_config,
+)
 from features.spark_engine import SparkEngineError, spark_account_features, spark_session
 from serving.drift import DriftSettings, drift_alerts, drift_summary, model_drift
 from serving.outcomes import elapsed_run, realised_vs_predicted
+from serving.partitions import (
+    PORTFOLIO_TABLES,
+    concat_tables,
+    estimated_source_rows,
+    merge_periods,
+    merge_reports,
+    merge_unknown_columns,
+    partition_count,
+    with_parent_arr_share,
+)
 from serving.portfolio import build_portfolio_summary, enrich_scores
 from serving.portfolio_inputs import PortfolioInputError
 from serving.publish import staged_run_folder, write_json, write_parquet
@@ -141,6 +164,18 @@ class NightlyJobSettings(BaseModel):
     chunk_rows: int = Field(
         100_000, gt=0, description="Accounts scored per chunk (bounds memory for reasons)"
     )
+    partitions: int | None = Field(
+        None,
+        gt=0,
+        description="Partitions of the accounts loaded and featurised one at a time "
+        "(local engine); None: one per `partition_rows` source rows",
+    )
+    partition_rows: int = Field(
+        8_000_000,
+        gt=0,
+        description="Source rows per partition when the number of partitions is automatic "
+        "(about 2 GB of memory while a partition is loaded)",
+    )
     psi_alert: float = Field(0.2, gt=0, description="Drift alert when PSI > this")
     allocate: bool = Field(
         True,
@@ -191,8 +226,10 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[stage] = round(time.perf_counter() - started, 4)
-            logger.info("stage %s took %.2fs", stage, self.seconds[stage])
+            elapsed = time.perf_counter() - started
+            # a stage run several times (once per partition) adds up
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + elapsed, 4)
+            logger.info("stage %s took %.2fs", stage, elapsed)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -209,24 +246,40 @@ def _no_progress(stage: str, completed: int, total: int | None) -> None:
 # --------------------------------------------------------------------------- steps: input
 
 
-def load_valid_sources(sources_path: Path) -> LoadedSources:
+def load_valid_sources(
+    sources_path: Path, partition: AccountPartition | None = None
+) -> LoadedSources:
     """Load and validate the sources; any error becomes a JobInputError listing the issues."""
+    loaded = load_partition(sources_path, partition)
+    check_usable(loaded.report, sources_path)
+    return loaded
+
+
+def load_partition(sources_path: Path, partition: AccountPartition | None) -> LoadedSources:
+    """The sources (one partition of the accounts, or all); JobInputError if unreadable.
+
+    The report is not checked: a partition's report is checked merged with the others.
+    """
     try:
-        loaded = load_sources(sources_path)
+        return load_sources(sources_path, partition)
     except SourcesError as error:
         raise JobInputError(f"cannot load {sources_path}:\n{error}") from None
-    if not loaded.report.ok:
-        lines = [
-            f"- {issue.table or '-'}.{issue.column or '-'} [{issue.rule}] {issue.message}"
-            + (f" e.g. {issue.examples[0]}" if issue.examples else "")
-            for issue in loaded.report.errors
-        ]
-        raise JobInputError(
-            f"{sources_path} is not usable ({len(lines)} error(s); "
-            f"`portfolio validate --sources {sources_path}` shows the full report):\n"
-            + "\n".join(lines)
-        )
-    return loaded
+
+
+def check_usable(report: ValidationReport, sources_path: Path) -> None:
+    """JobInputError listing the errors of the validation `report`, if it has any."""
+    if report.ok:
+        return
+    lines = [
+        f"- {issue.table or '-'}.{issue.column or '-'} [{issue.rule}] {issue.message}"
+        + (f" e.g. {issue.examples[0]}" if issue.examples else "")
+        for issue in report.errors
+    ]
+    raise JobInputError(
+        f"{sources_path} is not usable ({len(lines)} error(s); "
+        f"`portfolio validate --sources {sources_path}` shows the full report):\n"
+        + "\n".join(lines)
+    )
 
 
 def resolve_as_of(period: DataPeriod, as_of: str | pd.Timestamp | None) -> pd.Timestamp:
@@ -609,6 +662,156 @@ def active_account_features(
     return features.sort_values("account_id", kind="stable").reset_index(drop=True)
 
 
+# --------------------------------------------------------------------------- steps: partitioned input
+
+
+@dataclass
+class PartitionResult:
+    """What the run keeps of one partition once its source rows are dropped."""
+
+    index: int
+    report: ValidationReport
+    fingerprints: dict[str, str]
+    tables: Tables  # the PORTFOLIO_TABLES among its tables
+    period: DataPeriod | None  # None: no dated rows at all
+    features: pd.DataFrame | None = None
+    as_of: pd.Timestamp | None = None
+    unknown: dict[str, set[str]] | None = None  # the unknown columns its features were built with
+
+
+@dataclass(frozen=True)
+class PortfolioInputs:
+    """The validated sources (whole `PORTFOLIO_TABLES` only), period, as-of date and features."""
+
+    loaded: LoadedSources
+    period: DataPeriod
+    as_of: pd.Timestamp
+    features: pd.DataFrame
+    partitions: int
+
+
+def partition_features(
+    tables: Tables, as_of: pd.Timestamp | None, unknown: dict[str, set[str]] | None
+) -> tuple[pd.DataFrame, pd.Timestamp, dict[str, set[str]]]:
+    """Features of the accounts of one partition active at `as_of` (default: its last day).
+
+    `unknown` gives the optional columns to treat as unfilled (by default those
+    no known row of these tables fills; see `FeatureSession.unknown_columns`).
+    Returns the features (not sorted) with the as-of date and unknown columns used.
+    """
+    with FeatureSession(tables) as session:
+        day = as_of if as_of is not None else session.period.last_day
+        used = session.unknown_columns(day) if unknown is None else unknown
+        frame = session.run_plan(plan_features(session.columns, day, used))
+        return to_feature_dtypes(frame, session.features), day, used
+
+
+def number_of_partitions(sources_path: Path, settings: NightlyJobSettings) -> int:
+    """The partitions to run: the setting, or one per `partition_rows` rows of the sources."""
+    if settings.partitions is not None:
+        return settings.partitions
+    try:
+        config = read_sources_config(sources_path)
+        rows = estimated_source_rows(config, sources_path.resolve().parent)
+    except (SourcesError, duckdb.Error, OSError) as error:
+        logger.info("cannot size the sources (%s): one partition", error)
+        return 1
+    return partition_count(rows, settings.partition_rows)
+
+
+def load_portfolio_inputs(
+    sources_path: Path,
+    as_of: str | pd.Timestamp | None,
+    partitions: int,
+    timer: StageTimer,
+    progress: ProgressCallback = _no_progress,
+) -> PortfolioInputs:
+    """Load, validate and build features `partitions` partitions of the accounts at a time.
+
+    Each partition is loaded (only its accounts' rows), validated and turned
+    into features, then its source rows are dropped; the reports, periods and
+    unknown columns are merged (`serving.partitions`), and a partition whose
+    features were built at another as-of date or with other unknown columns
+    than the whole portfolio's (possible only when a partition lacks the last
+    dates or some optional values) is built again. The result equals loading
+    everything at once. JobInputError for unusable input.
+    """
+    requested = None
+    if as_of is not None:
+        try:
+            requested = as_of_day(as_of)
+        except FeatureError as error:
+            raise JobInputError(str(error)) from None
+    parts: list[PartitionResult] = []
+    usable = True
+    sources: LoadedSources | None = None  # the first partition's, without its tables
+    progress("load", 0, partitions)
+    for index in range(partitions):
+        partition = AccountPartition(index, partitions)
+        with timer("load"):
+            loaded = load_partition(sources_path, partition)
+        usable = usable and not [e for e in loaded.report.errors if e.rule != "empty_table"]
+        try:
+            period = data_period(loaded.tables)
+        except FeatureError:
+            period = None
+        part = PartitionResult(
+            index,
+            loaded.report,
+            loaded.fingerprints,
+            {name: frame for name, frame in loaded.tables.items() if name in PORTFOLIO_TABLES},
+            period,
+        )
+        if usable and period is not None:
+            with timer("features"):
+                part.features, part.as_of, part.unknown = partition_features(
+                    loaded.tables, requested, None
+                )
+        progress("features", index + 1, partitions)
+        if sources is None:
+            sources = dataclasses.replace(loaded, tables={})
+        del loaded
+        parts.append(part)
+        progress("load", index + 1, partitions)
+
+    whole = concat_tables([part.tables for part in parts])
+    report = merge_reports([part.report for part in parts], whole, partitioned=partitions > 1)
+    check_usable(report, sources_path)
+    periods = [part.period for part in parts if part.period is not None]
+    if not periods:
+        raise JobInputError(
+            "the tables hold no dated rows: features need at least one row in the revenue table"
+        )
+    period = merge_periods(periods)
+    day = resolve_as_of(period, as_of)
+
+    def rebuild(part: PartitionResult, unknown: dict[str, set[str]] | None) -> None:
+        logger.info("building the features of partition %d again", part.index)
+        with timer("load"):
+            loaded = load_partition(sources_path, AccountPartition(part.index, partitions))
+        with timer("features"):
+            part.features, part.as_of, part.unknown = partition_features(
+                loaded.tables, day, unknown
+            )
+
+    built = [part for part in parts if part.features is not None]
+    for part in built:
+        if part.as_of != day:
+            rebuild(part, None)
+    unknown = merge_unknown_columns(part.unknown or {} for part in built)
+    for part in built:
+        if part.unknown != unknown:
+            rebuild(part, unknown)
+
+    features = pd.concat([part.features for part in built], ignore_index=True)
+    features = features.sort_values("account_id", kind="stable").reset_index(drop=True)
+    if "parent_account_id" not in unknown.get("accounts", set()) and "accounts" in whole:
+        features = with_parent_arr_share(features, whole["accounts"])
+    assert sources is not None  # partitions >= 1
+    loaded = dataclasses.replace(sources, tables=whole, report=report)
+    return PortfolioInputs(loaded, period, day, features, partitions)
+
+
 def summarise_portfolio(
     scored: pd.DataFrame,
     scorable: pd.DataFrame,
@@ -748,11 +951,19 @@ def run_nightly_job(
             f"engine {engine!r} is not available in this build; engines: {', '.join(ENGINES)}"
         )
     timer = StageTimer()
+    sources_path = Path(sources_path)
+    partitions = number_of_partitions(sources_path, settings) if engine == "local" else 1
 
-    with timer("load"):
-        progress("load", 0, 1)
-        loaded, period, day = load_inputs(Path(sources_path), as_of)
-        progress("load", 1, 1)
+    features: pd.DataFrame | None = None
+    if engine == "local":
+        # load, validate and build features part by part of the accounts (bounded memory)
+        inputs = load_portfolio_inputs(sources_path, as_of, partitions, timer, progress)
+        loaded, period, day, features = inputs.loaded, inputs.period, inputs.as_of, inputs.features
+    else:
+        with timer("load"):
+            progress("load", 0, 1)
+            loaded, period, day = load_inputs(sources_path, as_of)
+            progress("load", 1, 1)
     out = (
         Path(out_dir) if out_dir is not None else default_runs_root() / str(day.date())
     ).absolute()
@@ -766,10 +977,11 @@ def run_nightly_job(
     portfolio_settings = with_horizon(settings.portfolio, horizon_days)
 
     with engine_session(engine, spark_master) as spark:
-        with timer("features"):
-            progress("features", 0, 1)
-            features = active_account_features(loaded.tables, day, spark)
-            progress("features", 1, 1)
+        if features is None:
+            with timer("features"):
+                progress("features", 0, 1)
+                features = active_account_features(loaded.tables, day, spark)
+                progress("features", 1, 1)
 
         with timer("score"):
             scorable, rejected = split_scorable(features, model_features(churn, upsell))
@@ -802,6 +1014,7 @@ def run_nightly_job(
 
     counts = stage_counts(features, enriched, rejected)
     manifest = build_manifest(loaded, day, churn, upsell, horizon_days, counts, engine, previous)
+    manifest["partitions"] = partitions
     scores_out, rejected_out = scores_for_output(enriched), rejected_for_output(rejected)
 
     with timer("report"):

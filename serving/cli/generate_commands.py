@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from features.synthetic import GeneratorSettings, generate_and_write
+from features.synthetic import GeneratorSettings, generate_and_write, generate_and_write_shards
 from serving.cli.app import app, console, fail
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,15 @@ def generate_command(
             "--kind", help="saas (subscriptions, usage) or orders (industrial B2B orders)."
         ),
     ] = Kind.saas,
+    shards: Annotated[
+        int,
+        typer.Option(
+            "--shards",
+            min=1,
+            help="Generate in this many independent pieces (one in memory at a time; for "
+            "millions of accounts), each table as <table>/part-*.parquet.",
+        ),
+    ] = 1,
 ) -> None:
     """Generate a synthetic portfolio with a known ground truth."""
     try:
@@ -50,9 +59,15 @@ def generate_command(
             for e in error.errors()
         )
         raise fail(f"invalid settings: {problems}") from None
+    if shards > accounts:
+        raise fail(f"invalid settings: --shards {shards} is more than --accounts {accounts}")
     try:
         with console.status(f"generating {accounts:,} accounts x {months} months ({kind.value})"):
-            result = generate_and_write(settings, out)
+            result = (
+                generate_and_write(settings, out)
+                if shards == 1
+                else generate_and_write_shards(settings, shards, out)
+            )
     except OSError as error:
         logger.debug("writing the portfolio to %s failed", out, exc_info=True)
         raise fail(f"could not write to {out}: {error}") from None
@@ -61,7 +76,7 @@ def generate_command(
     table.add_column("file")
     table.add_column("rows", justify="right")
     for name, rows in result.row_counts.items():
-        table.add_row(f"{name}.parquet", f"{rows:,}")
+        table.add_row(f"{name}.parquet" if shards == 1 else f"{name}/part-*.parquet", f"{rows:,}")
     console.print(table)
     console.print(
         f"wrote [bold]{result.sources_path}[/] (and ground_truth.parquet, settings.json) "

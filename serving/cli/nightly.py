@@ -28,7 +28,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from serving.batch import JobInputError, JobResult, NightlyJobError, run_nightly_job
+from serving.batch import (
+    JobInputError,
+    JobResult,
+    NightlyJobError,
+    NightlyJobSettings,
+    run_nightly_job,
+)
 from serving.charts import compact_number, percent
 from serving.cli.app import console, fail
 from serving.publish import OutputLockedError
@@ -92,7 +98,12 @@ def summary_table(result: JobResult) -> Table:
     table.add_row("Alerts", f"{len(alerts)} ({critical} critical)")
     table.add_row(
         "Accounts",
-        f"{result.active:,} active: {result.scored:,} scored, {result.rejected:,} rejected",
+        f"{result.active:,} active: {result.scored:,} scored, {result.rejected:,} rejected"
+        + (
+            f" (loaded in {result.manifest['partitions']} partitions)"
+            if result.manifest.get("partitions", 1) > 1
+            else ""
+        ),
     )
     for name, path in result.paths.items():
         table.add_row(name, str(path))
@@ -125,14 +136,20 @@ def score_sources(
     out: Path | None,
     engine: str = "local",
     spark_master: str | None = None,
+    partitions: int | None = None,
 ) -> None:
-    """Run the nightly job and exit 0 (ok), 1 (failed) or 2 (bad input)."""
+    """Run the nightly job and exit 0 (ok), 1 (failed) or 2 (bad input).
+
+    `partitions`: parts of the accounts loaded at a time (None: from the size of the sources).
+    """
+    settings = NightlyJobSettings(partitions=partitions)
     try:
         with _quiet_libraries(), StageProgress(console) as progress:
             result = run_nightly_job(
                 sources,
                 as_of=as_of,
                 out_dir=out,
+                settings=settings,
                 engine=engine,
                 spark_master=spark_master,
                 progress=progress,

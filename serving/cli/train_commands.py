@@ -321,6 +321,15 @@ def score_command(
     spark_master: Annotated[
         str | None, typer.Option("--spark-master", help="Spark master URL (with --engine spark).")
     ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            min=1,
+            help="Load and build features this many parts of the accounts at a time "
+            "(--engine local; default: from the size of the sources).",
+        ),
+    ] = None,
     table: Annotated[
         Path | None, typer.Option("--table", help="A flat CSV/Parquet table to score.")
     ] = None,
@@ -338,7 +347,9 @@ def score_command(
             from serving.cli.nightly import score_sources
         except ImportError:
             raise fail("scoring --sources (the nightly job) is not available yet") from None
-        score_sources(sources, as_of, out, engine=engine, spark_master=spark_master)
+        score_sources(
+            sources, as_of, out, engine=engine, spark_master=spark_master, partitions=partitions
+        )
         return
     if id_col is None:
         raise fail("--table needs --id COLUMN")

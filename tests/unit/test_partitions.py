@@ -1,0 +1,185 @@
+"""Loading part by part of the accounts, and merging the parts (serving.partitions)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.build import DataPeriod, build_account_features
+from features.issues import Issue, Rule, TableLoad, ValidationReport
+from features.sources import AccountPartition, load_sources
+from features.synthetic import GeneratorSettings, generate_and_write_shards
+from serving.partitions import (
+    concat_tables,
+    estimated_source_rows,
+    merge_periods,
+    merge_reports,
+    merge_unknown_columns,
+    partition_count,
+    with_parent_arr_share,
+)
+
+
+def _sources(tmp_path: Path, accounts: pd.DataFrame, subscriptions: list[pd.DataFrame]) -> Path:
+    accounts.to_parquet(tmp_path / "accounts.parquet", index=False)
+    for index, frame in enumerate(subscriptions):
+        frame.to_parquet(tmp_path / f"subs-{index}.parquet", index=False)
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            name: parts
+            tables:
+              accounts: {path: accounts.parquet}
+              subscriptions: {path: "subs-*.parquet"}
+            """
+        )
+    )
+    return path
+
+
+ACCOUNTS = pd.DataFrame(
+    {
+        "account_id": [f"A{i}" for i in range(12)],
+        "parent_account_id": [None, "A0", "A0", None, "A3", "Z9", *[None] * 6],
+    }
+)
+SUBSCRIPTIONS = pd.DataFrame(
+    {
+        "account_id": [f"A{i % 12}" for i in range(30)] + [None, "A99"],
+        "start_date": ["2023-01-01"] * 30 + ["2023-01-01", "2023-01-01"],
+        "end_date": [None] * 32,
+        "arr": [float(100 + i) for i in range(30)] + [5.0, -1.0],
+    }
+)
+
+
+def test_partitions_split_every_account_table_and_add_up(tmp_path: Path) -> None:
+    sources = _sources(tmp_path, ACCOUNTS, [SUBSCRIPTIONS.iloc[:20], SUBSCRIPTIONS.iloc[20:]])
+    whole = load_sources(sources)
+    parts = [load_sources(sources, AccountPartition(k, 3)) for k in range(3)]
+
+    for table in ("accounts", "subscriptions"):
+        ids = [set(part.tables[table]["account_id"].dropna()) for part in parts]
+        assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+        merged = concat_tables([part.tables for part in parts])[table]
+        expected = whole.tables[table].sort_values("account_id", kind="stable")
+        pd.testing.assert_frame_equal(merged, expected.reset_index(drop=True))
+    # the subscriptions of one account keep their order across the two files
+    assert set(parts[0].fingerprints) == set(whole.fingerprints)
+    assert parts[1].fingerprints == {}
+
+    report = merge_reports(
+        [part.report for part in parts],
+        concat_tables([part.tables for part in parts]),
+        partitioned=True,
+    )
+    assert [load.to_dict() for load in report.tables] == [
+        load.to_dict() for load in whole.report.tables
+    ]
+    by_rule = {(i.table, i.rule): i for i in report.issues}
+    expected_rules = {(i.table, i.rule): i for i in whole.report.issues}
+    assert by_rule.keys() == expected_rules.keys()
+    for key, issue in expected_rules.items():
+        assert by_rule[key].count == issue.count, key
+        assert by_rule[key].severity == issue.severity
+    # the parent in another partition is not an unknown parent; Z9 is
+    unknown_parent = by_rule[("accounts", Rule.UNKNOWN_PARENT_ACCOUNT)]
+    assert unknown_parent.count == 1 and unknown_parent.examples[0]["account_id"] == "A5"
+    # the row number of an excluded row counts across the files, as in one pass
+    missing = by_rule[("subscriptions", Rule.MISSING_VALUE)]
+    assert missing.examples == expected_rules[("subscriptions", Rule.MISSING_VALUE)].examples
+
+
+def test_a_partition_index_must_be_below_the_count() -> None:
+    with pytest.raises(ValueError, match=r"not one of 0\.\.2"):
+        AccountPartition(3, 3)
+    assert AccountPartition(0, 1).row_filter("usage") is None
+    assert AccountPartition(1, 4).row_filter("account_managers") is None
+    assert AccountPartition(1, 4).row_filter("usage") == "hash(account_id) % 4 = 1"
+
+
+def test_parent_arr_share_over_every_account_matches_the_feature() -> None:
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["P", "C1", "C2", "S", "Q"],
+            "parent_account_id": [None, "P", "P", None, "X"],
+        }
+    )
+    subscriptions = pd.DataFrame(
+        {
+            "account_id": ["P", "C1", "C2", "S", "Q", "N"],
+            "start_date": pd.to_datetime(["2023-01-01"] * 5 + ["2023-07-01"]),
+            "end_date": pd.to_datetime([None] * 6),
+            "arr": [300.0, 100.0, 100.0, 50.0, 70.0, 20.0],
+        }
+    )
+    tables = {"accounts": accounts, "subscriptions": subscriptions}
+    features = build_account_features(tables, "2023-07-01")
+    scrambled = features.assign(parent_arr_share=-1.0)
+    recomputed = with_parent_arr_share(scrambled, accounts)
+    pd.testing.assert_series_equal(recomputed["parent_arr_share"], features["parent_arr_share"])
+    shares = dict(zip(recomputed["account_id"], recomputed["parent_arr_share"], strict=True))
+    assert shares["P"] == pytest.approx(0.6) and shares["S"] == 1.0
+    assert pd.isna(shares["N"])  # not in accounts
+
+
+def test_periods_and_unknown_columns_merge() -> None:
+    day = pd.Timestamp
+    merged = merge_periods(
+        [
+            DataPeriod(day("2023-02-01"), day("2024-12-31"), {"usage": day("2023-02-01")}),
+            DataPeriod(
+                day("2023-01-01"),
+                day("2024-11-30"),
+                {"usage": day("2023-03-01"), "nps": day("2023-01-01")},
+            ),
+        ]
+    )
+    assert merged.start == day("2023-01-01") and merged.end == day("2024-12-31")
+    assert merged.table_starts == {"usage": day("2023-02-01"), "nps": day("2023-01-01")}
+    unknown = merge_unknown_columns(
+        [{"support_tickets": {"csat", "closed_at"}}, {"support_tickets": {"csat"}}]
+    )
+    assert unknown == {"support_tickets": {"csat"}}
+
+
+def test_empty_table_only_when_empty_in_every_partition() -> None:
+    empty = Issue("nps", None, Rule.EMPTY_TABLE, "warning", 0, "nps has no usable rows")
+    rows = Issue("nps", "score", Rule.NPS_OUT_OF_RANGE, "warning", 2, "2 row(s) have a score", [])
+    more = Issue("nps", "score", Rule.NPS_OUT_OF_RANGE, "warning", 3, "3 row(s) have a score", [])
+    loads = [TableLoad("nps", "parquet nps.parquet", 5, 5)]
+    merged = merge_reports(
+        [
+            ValidationReport([empty], loads),
+            ValidationReport([rows], loads),
+            ValidationReport([more], loads),
+        ],
+        {},
+        partitioned=True,
+    )
+    assert [(i.rule, i.count, i.message) for i in merged.issues] == [
+        (Rule.NPS_OUT_OF_RANGE, 5, "5 row(s) have a score")
+    ]
+    assert merged.tables[0].rows_read == 15
+
+
+def test_sharded_generation_sizes_the_partitions(tmp_path: Path) -> None:
+    result = generate_and_write_shards(
+        GeneratorSettings(n_accounts=90, months=6, seed=4), 2, tmp_path
+    )
+    loaded = load_sources(result.sources_path)
+    accounts = loaded.tables["accounts"]
+    assert len(accounts) == 90 and accounts["account_id"].is_unique
+    assert accounts["account_id"].str.startswith(("ACC-k000-", "ACC-k001-")).all()
+    assert accounts["owner_id"].dropna().isin(loaded.tables["account_managers"]["owner_id"]).all()
+    assert loaded.report.ok
+    rows = estimated_source_rows(loaded.config, loaded.base_dir)
+    assert rows == {
+        name: count for name, count in result.row_counts.items() if name != "ground_truth"
+    }
+    assert partition_count(rows, rows_per_partition=sum(rows.values()) // 3) in (3, 4)
+    assert partition_count({"usage": 10}, rows_per_partition=100) == 1
