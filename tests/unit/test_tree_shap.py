@@ -6,7 +6,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from serving.tree_shap import PARALLEL_MIN_ROWS, TreeShapTables, pattern_table
+from serving.tree_shap import PARALLEL_MIN_ROWS, TreeShapTables, leaf_table
 
 
 def _data(n: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,30 +40,57 @@ def _booster(x, y, **params) -> lgb.Booster:
     return lgb.train(settings, lgb.Dataset(x, y, categorical_feature=[4]), num_boost_round=30)
 
 
+# (group_bits, leaf_bits): every leaf on the fly; one table per leaf; the default cut into
+# subtrees; small subtrees with many leaves integrated on the fly (remembered per pattern)
+TABLE_SETTINGS = [(0, 0), (0, 10), (14, 10), (4, 3)]
+
+
 @pytest.mark.parametrize(
     "params",
-    [{}, {"zero_as_missing": True}, {"use_missing": False}, {"num_leaves": 63, "max_depth": -1}],
-    ids=["nan-missing", "zero-as-missing", "no-missing", "deep"],
+    [
+        {},
+        {"zero_as_missing": True},
+        {"use_missing": False},
+        {"num_leaves": 63, "max_depth": -1},
+        {"num_leaves": 120, "min_data_in_leaf": 2, "max_depth": -1},
+    ],
+    ids=["nan-missing", "zero-as-missing", "no-missing", "deep", "over-64-leaves"],
 )
 def test_contributions_equal_lightgbm(params):
     x, y = _data()
     booster = _booster(x, y, **params)
     expected = booster.predict(x, pred_contrib=True)
-    for depth in (0, 8):  # all leaves integrated on the fly / tabulated up to 8 features
-        tables = TreeShapTables.from_booster(booster, table_depth=depth)
-        np.testing.assert_allclose(tables.contributions(x), expected[:, :-1], atol=1e-10)
+    for group_bits, leaf_bits in TABLE_SETTINGS:
+        tables = TreeShapTables.from_booster(booster, group_bits=group_bits, leaf_bits=leaf_bits)
+        np.testing.assert_allclose(tables.contributions(x), expected[:, :-1], rtol=0, atol=1e-12)
         assert tables.expected_value == pytest.approx(expected[0, -1], abs=1e-12)
+
+
+def test_subtree_tables_read_fewer_values_and_give_the_same_contributions():
+    x, y = _data()
+    booster = _booster(x, y, num_leaves=31)
+    per_leaf = TreeShapTables.from_booster(booster, group_bits=0)
+    grouped = TreeShapTables.from_booster(booster)
+    assert grouped.n_groups < per_leaf.n_groups
+    assert grouped.values_per_row() < per_leaf.values_per_row()
+    np.testing.assert_allclose(grouped.contributions(x), per_leaf.contributions(x), atol=1e-12)
 
 
 def test_unseen_categories_and_extreme_values():
     x, y = _data()
     booster = _booster(x, y)
     odd = x[:20].copy()
-    odd[:5, 4] = [100.0, -1.0, 1e9, 2.5, np.nan]  # unseen, negative, huge, fractional, missing
-    odd[5:10, 0] = [np.inf, -np.inf, 0.0, -0.0, 1e300]
-    tables = TreeShapTables.from_booster(booster)
+    # unseen, negative, huge, fractional, missing, just below 0 (cast to category 0), beyond int
+    odd[:8, 4] = [100.0, -1.0, 1e9, 2.5, np.nan, -0.5, 3e9, 7.0]
+    odd[8:13, 0] = [np.inf, -np.inf, 0.0, -0.0, 1e300]
+    odd[13:16, 5] = [1e-36, -1e-36, 0.0]  # zero for zero-as-missing
     expected = booster.predict(odd, pred_contrib=True)[:, :-1]
-    np.testing.assert_allclose(tables.contributions(odd), expected, atol=1e-10)
+    tables = TreeShapTables.from_booster(booster)
+    np.testing.assert_allclose(tables.contributions(odd), expected, rtol=0, atol=1e-12)
+    zero_missing = _booster(x, y, zero_as_missing=True)
+    expected = zero_missing.predict(odd, pred_contrib=True)[:, :-1]
+    tables = TreeShapTables.from_booster(zero_missing)
+    np.testing.assert_allclose(tables.contributions(odd), expected, rtol=0, atol=1e-12)
 
 
 def test_a_row_alone_gives_what_it_gives_in_a_batch():
@@ -74,13 +101,13 @@ def test_a_row_alone_gives_what_it_gives_in_a_batch():
         np.testing.assert_array_equal(tables.contributions(x[i : i + 1])[0], batch[i])
 
 
-def test_pattern_table_by_hand():
+def test_leaf_table_by_hand():
     """One leaf, value 2, two features with zero fractions 0.5 and 0.25.
 
     Shapley values of v(S) = 2 * prod_{j in S} o_j * prod_{j not in S} z_j:
     with both conditions met (o = 1, 1): phi_0 = 2 * ((1 - 0.5) * 0.25 + (1 - 0.5) * 1) / 2.
     """
-    table = pattern_table(np.array([2.0]), np.array([[0.5, 0.25]]))[0]
+    table = leaf_table(2.0, np.array([0.5, 0.25]))
     phi_both = table[0b11]
     assert phi_both[0] == pytest.approx(2 * ((0.5 * 0.25) + (0.5 * 1.0)) / 2)
     assert phi_both[1] == pytest.approx(2 * ((0.75 * 0.5) + (0.75 * 1.0)) / 2)
