@@ -660,6 +660,23 @@ def allocate_accounts(
     )
 
 
+UNASSIGNED_NO_SENIORITY = "no manager has a seniority that may own its tier"
+UNASSIGNED_NO_CAPACITY = (
+    "capacity: the managers who may own it are full with accounts worth more to the plan"
+)
+
+
+def _unassigned_reasons(model: _Model, assigned: np.ndarray) -> pd.Series:
+    """Why each unassigned account is (NA for assigned accounts)."""
+    nobody = ~model.slot_allowed.any(axis=0) if model.m else np.ones(len(TIERS), dtype=bool)
+    reasons = np.where(
+        assigned >= 0,
+        None,
+        np.where(nobody[model.tier], UNASSIGNED_NO_SENIORITY, UNASSIGNED_NO_CAPACITY),
+    )
+    return pd.Series(reasons, dtype="string")
+
+
 def _result(
     accounts: pd.DataFrame,
     managers: pd.DataFrame,
@@ -699,6 +716,7 @@ def _result(
     assignments["moved"] = (
         assignments["assigned_owner_id"].fillna("") != assignments["current_owner_id"].fillna("")
     ).astype(bool)
+    assignments["unassigned_reason"] = _unassigned_reasons(model, assigned)
     accounts_current, hours_current = _load(model, model.owner)
     accounts_assigned, hours_assigned = _load(model, assigned)
     load = pd.DataFrame(
@@ -736,6 +754,10 @@ def _result(
         else None,
         "accounts_moved": int(assignments["moved"].sum()),
         "accounts_unassigned": int((assigned < 0).sum()),
+        "unassigned_by_reason": {
+            str(k): int(v)
+            for k, v in assignments["unassigned_reason"].value_counts().sort_index().items()
+        },
         "accounts_without_known_owner": int((model.owner < 0).sum()),
         "accounts_in_solver": int(solver["in_solver"]),
         "objective_with_continuity": round(objective, 6),

@@ -17,6 +17,10 @@ from serving.settings import MetricSettings, PortfolioSettings, ValueSettings
 
 BREAKDOWN_DIMENSIONS: tuple[str, ...] = ("segment", "industry", "region", "owner_id")
 _BAND_EVENTS_PER_BLOCK = 4_000_000
+# geometric gaps drawn per account: the expected churns + this many standard deviations +
+# this many more (an account whose gaps run out before the last draw gets more)
+_GAPS_MARGIN_SD = 4.0
+_GAPS_MARGIN = 8.0
 
 
 def expected_arr_at_risk(scores: pd.DataFrame) -> pd.Series:
@@ -147,7 +151,8 @@ def _churn_events(
         while len(active):
             q = p[accounts[active]]
             mean = (draws - 1 - position[active]) * q
-            count = np.ceil(mean + 4.0 * np.sqrt(mean * (1.0 - q)) + 8.0).astype(np.int64)
+            spread = _GAPS_MARGIN_SD * np.sqrt(mean * (1.0 - q))
+            count = np.maximum(np.ceil(mean + spread + _GAPS_MARGIN), 1).astype(np.int64)
             member = np.repeat(active, count)
             gaps = np.minimum(rng.geometric(np.repeat(q, count)), draws + 1)
             ends = np.cumsum(count)

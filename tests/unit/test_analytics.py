@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from scipy.stats import binom
 
+import serving.analytics
 from serving.analytics import (
+    _churn_events,
     arr_lost_bands,
     band_draws,
     concentration,
@@ -103,6 +105,60 @@ def test_band_matches_the_binomial_quantiles_of_identical_accounts():
     band = arr_lost_bands(scores, MetricSettings(band_draws=20_000))[None].loc["all"]
     exact = binom.ppf([0.1, 0.5, 0.9], 200, 0.3)
     assert np.abs(band.to_numpy() - exact).max() <= 1.0
+
+
+def test_band_matches_the_exact_distribution_of_unequal_accounts():
+    # 40 accounts with ARR 1-3 and p from 0.02 to 0.9: the exact distribution of ARR lost
+    # by convolution, its quantiles against the simulation's
+    rng = np.random.default_rng(11)
+    arr = rng.integers(1, 4, 40)
+    p = np.round(np.linspace(0.02, 0.9, 40), 4)
+    scores = scores_frame(
+        [
+            {"account_id": f"A{i:02d}", "p_churn": float(p[i]), "arr": float(arr[i])}
+            for i in range(40)
+        ]
+    )
+    pmf = np.zeros(int(arr.sum()) + 1)
+    pmf[0] = 1.0
+    for amount, chance in zip(arr, p, strict=True):
+        pmf = (1 - chance) * pmf + chance * np.r_[np.zeros(amount), pmf[:-amount]]
+    cdf = np.cumsum(pmf)
+    exact = [int(np.searchsorted(cdf, q - 1e-12)) for q in (0.1, 0.5, 0.9)]
+    band = arr_lost_bands(scores, MetricSettings(band_draws=20_000))[None].loc["all"]
+    assert np.abs(band.to_numpy() - exact).max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "constants",
+    [
+        {},
+        {"_GAPS_MARGIN_SD": 0.0, "_GAPS_MARGIN": 0.0},  # gaps run out: every account extends
+        {"_BAND_EVENTS_PER_BLOCK": 500},  # many blocks of accounts
+    ],
+    ids=["default", "gaps-run-out", "small-blocks"],
+)
+def test_churn_events_are_independent_bernoulli_draws(monkeypatch, constants):
+    for name, value in constants.items():
+        monkeypatch.setattr(serving.analytics, name, value)
+    levels = np.array([0.0, 1e-4, 0.01, 0.3, 0.5, 0.97, 1.0])
+    per_level, draws = 400, 1_000
+    p = np.repeat(levels, per_level)
+    blocks = list(_churn_events(p, draws, np.random.default_rng(5)))
+    account = np.concatenate([a for a, _ in blocks])
+    draw = np.concatenate([d for _, d in blocks])
+    assert draw.min() >= 0 and draw.max() < draws
+    assert len(np.unique(account * draws + draw)) == len(account)  # at most once per draw
+    counts = np.bincount(account, minlength=len(p)).reshape(len(levels), per_level)
+    assert (counts[0] == 0).all() and (counts[-1] == draws).all()
+    for level, row in zip(levels, counts, strict=True):
+        mean, sd = draws * per_level * level, np.sqrt(draws * per_level * level * (1 - level))
+        assert abs(row.sum() - mean) <= 5 * sd + 1e-9
+    # no draw is favoured: churns of the p = 0.5 accounts spread evenly over the draws
+    half = np.isin(account, np.nonzero(p == 0.5)[0])
+    by_tenth = np.bincount(draw[half] * 10 // draws, minlength=10)
+    expected = half.sum() / 10
+    assert np.abs(by_tenth - expected).max() <= 5 * np.sqrt(expected)
 
 
 def test_band_is_deterministic_and_independent_of_row_order():
