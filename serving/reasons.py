@@ -228,6 +228,8 @@ def reason_entries(
     feature's metadata.
     """
     chosen = np.take_along_axis(matrix, np.maximum(feature_indices, 0), axis=1)
+    # Values repeat across accounts (counts, levels, flags): each (feature, value) is said once.
+    described: dict[tuple[int, float, float], tuple[str | None, str]] = {}
     rows: list[list[dict[str, Any]]] = []
     for indices, amounts, numbers in zip(
         feature_indices.tolist(), contributions.tolist(), chosen.tolist(), strict=True
@@ -236,16 +238,21 @@ def reason_entries(
         for j, amount, number in zip(indices, amounts, numbers, strict=True):
             if j < 0:
                 continue
-            name = feature_names[j]
-            value = _model_value(number, levels.get(j))
+            # NaN never equals itself (its key has sign 0); -0.0 equals 0.0 but reads "-0"
+            key = (j, number, math.copysign(1.0, number)) if number == number else (j, 0.0, 0.0)
+            said = described.get(key)
+            if said is None:
+                value = _model_value(number, levels.get(j))
+                said = (value_text(value), reason_sentence(feature_names[j], value, specs))
+                described[key] = said
             entries.append(
                 {
                     "model": model,
                     "rank": len(entries) + 1,
-                    "feature": name,
-                    "value": value_text(value),
+                    "feature": feature_names[j],
+                    "value": said[0],
                     "contribution": amount,
-                    "text": reason_sentence(name, value, specs),
+                    "text": said[1],
                 }
             )
         rows.append(entries)

@@ -12,6 +12,7 @@ import pytest
 from features.definitions import FEATURES
 from serving.reasons import (
     PathAttributions,
+    reason_entries,
     reason_sentence,
     reasons_by_model,
     top_contributions,
@@ -345,6 +346,30 @@ def test_value_text_and_sentences():
     )
     assert reason_sentence("custom_score", 2.5) == "custom_score = 2.5"
     assert reason_sentence("custom_score", None) == "custom_score: unknown"
+
+
+def test_reason_entries_say_each_value_as_its_own_sentence():
+    """Repeated values are said once per call; NaN, +inf, 0.0 and -0.0 are told apart."""
+    names = ["seat_utilisation_change_12w", "segment"]
+    matrix = np.array(
+        [[-0.25, 0.0], [-0.25, 1.0], [np.nan, np.nan], [np.inf, 0.0], [0.0, 0.0], [-0.0, 0.0]]
+    )
+    indices = np.tile([0, 1], (len(matrix), 1))
+    amounts = np.ones_like(matrix)
+    rows = reason_entries("churn", indices, amounts, matrix, names, {1: ("smb", "enterprise")})
+    said = [[(e["value"], e["text"]) for e in row] for row in rows]
+    expected = [
+        [(value_text(v), reason_sentence(names[0], v)) for v in row[:1]]
+        + [
+            (level, reason_sentence(names[1], level))
+            for level in [None if np.isnan(row[1]) else ("smb", "enterprise")[int(row[1])]]
+        ]
+        for row in [[-0.25, 0.0], [-0.25, 1.0], [None, np.nan], [np.inf, 0.0], [0.0, 0.0]]
+    ]
+    assert said[:5] == expected
+    assert said[5][0][0] == "-0" and said[4][0][0] == "0"
+    assert said[2][0] == (None, reason_sentence(names[0], None))
+    assert said[3][0][0] == "inf"
 
 
 def test_reasons_by_model_groups_in_rank_order():
