@@ -46,6 +46,8 @@ from training.tracking import (
 logger = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
+# what the registry answers when the model or its alias does not exist
+NO_SUCH_ALIAS_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 _PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
@@ -145,12 +147,18 @@ def _version_or_raise(mlflow_client, name: str, version: str):
 
 
 def champion_version(target: str, prefix: str | None = None, uri: str | None = None) -> str | None:
-    """The version number behind `<name>@champion`, or None when there is no champion."""
+    """The version number behind `<name>@champion`, or None when there is no champion.
+
+    Other registry errors (e.g. the tracking server cannot be reached) are
+    raised, so that they are not reported as a missing champion.
+    """
     name = registered_model_name(target, prefix)
     try:
         return str(client(uri).get_model_version_by_alias(name, CHAMPION_ALIAS).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NO_SUCH_ALIAS_CODES:
+            return None
+        raise
 
 
 def load_version(
