@@ -294,7 +294,7 @@ def test_portfolio_filter_errors(open_server):
     assert error["details"][0]["loc"] == ["segment"]
 
 
-def test_random_bodies_never_cause_a_serverassert_error(open_server, service_home):
+def test_random_bodies_never_cause_a_server_error(open_server, service_home):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
