@@ -99,6 +99,16 @@ def _generate(
     }
 
 
+def _existing(folder: Path) -> tuple[Path, dict]:
+    """An already generated portfolio: its sources.yaml and rows per table."""
+    from features.sources import read_sources_config
+    from serving.partitions import estimated_source_rows
+
+    sources = folder / "sources.yaml"
+    rows = estimated_source_rows(read_sources_config(sources), folder.resolve())
+    return sources, {"seconds": None, "existing": str(folder), "rows": rows}
+
+
 LIGHT_JOB = (
     "import sys; from serving.batch import NightlyJobSettings, run_nightly_job; "
     "partitions = int(sys.argv[3]) if len(sys.argv) > 3 else None; "
@@ -257,6 +267,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--partitions", type=int, default=None, help="partitions of the job (default: automatic)"
     )
     parser.add_argument(
+        "--portfolio",
+        type=Path,
+        default=None,
+        help="score this already generated portfolio (its sources.yaml) instead of generating",
+    )
+    parser.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="use the champions an earlier run trained into --work (skip training)",
+    )
+    parser.add_argument(
         "--without-allocation-only",
         action="store_true",
         help="run the job once, with the account-manager allocation off",
@@ -280,13 +301,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.environ["MLFLOW_TRACKING_URI"] = uri
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
-        logger.info("training champions on %d accounts", args.train_accounts)
-        training = _train_champions(args.train_accounts, args.months, args.seed, work, uri)
-        logger.info("generating %d accounts", args.accounts)
-        shards = args.shards or -(-args.accounts // SHARD_ACCOUNTS)
-        sources, generation = _generate(
-            args.accounts, args.months, args.seed, work / "portfolio", shards
-        )
+        if args.reuse_models and (work / "mlflow" / "mlflow.db").exists():
+            training = {"reused": str(work / "mlflow")}
+        else:
+            logger.info("training champions on %d accounts", args.train_accounts)
+            training = _train_champions(args.train_accounts, args.months, args.seed, work, uri)
+        if args.portfolio is not None:
+            sources, generation = _existing(args.portfolio)
+        else:
+            logger.info("generating %d accounts", args.accounts)
+            shards = args.shards or -(-args.accounts // SHARD_ACCOUNTS)
+            sources, generation = _generate(
+                args.accounts, args.months, args.seed, work / "portfolio", shards
+            )
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
         env.pop("MLFLOW_REGISTRY_URI", None)
         out = work / "runs" / "latest"

@@ -51,7 +51,7 @@ from features.build import (
 )
 from features.contract import Tables
 from features.issues import ValidationReport
-from features.labels import build_labels
+from features.labels import LabelSettings, session_labels
 from features.sources import (
     AccountPartition,
     LoadedSources,
@@ -519,6 +519,19 @@ def drift_of_run(
     )
 
 
+def labels_over_period(
+    tables: Tables, period: DataPeriod, as_of: pd.Timestamp, horizon_days: int
+) -> pd.DataFrame:
+    """The labels at `as_of` (`features.labels`), the window judged against `period`.
+
+    `period` is that of all the sources: `tables` may hold only some of them
+    (the revenue table is what labels read).
+    """
+    with FeatureSession(tables) as session:
+        session.period = period
+        return session_labels(session, as_of, LabelSettings(horizon_days=horizon_days))
+
+
 def outcomes_of_earlier_run(
     tables: Tables,
     period: DataPeriod,
@@ -534,7 +547,7 @@ def outcomes_of_earlier_run(
     scores = read_previous_scores(run)
     if scores is None:
         return None
-    labels = build_labels(tables, run.as_of, horizon_days=horizon)
+    labels = labels_over_period(tables, period, run.as_of, horizon)
     result = realised_vs_predicted(scores, labels)
     return {"run": run.path.name, "as_of": str(run.as_of.date()), "horizon_days": horizon, **result}
 
@@ -775,6 +788,8 @@ def load_portfolio_inputs(
         progress("load", index + 1, partitions)
 
     whole = concat_tables([part.tables for part in parts])
+    for part in parts:
+        part.tables = {}  # in `whole` now
     report = merge_reports([part.report for part in parts], whole, partitioned=partitions > 1)
     check_usable(report, sources_path)
     periods = [part.period for part in parts if part.period is not None]
@@ -804,6 +819,8 @@ def load_portfolio_inputs(
             rebuild(part, unknown)
 
     features = pd.concat([part.features for part in built], ignore_index=True)
+    for part in built:
+        part.features = None  # in `features` now
     features = features.sort_values("account_id", kind="stable").reset_index(drop=True)
     if "parent_account_id" not in unknown.get("accounts", set()) and "accounts" in whole:
         features = with_parent_arr_share(features, whole["accounts"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -51,6 +52,9 @@ WHOLE_TABLE_RULES: frozenset[str] = frozenset(
         Rule.UNKNOWN_OWNER_ID,
     }
 )
+
+# How an issue message counts the accounts it concerns (features.validation, orphan rows).
+ACCOUNT_ID_COUNT = re.compile(r"\(([\d,]+) account id\(s\)\)")
 
 # Bytes per row assumed for text sources (CSV, JSON) when estimating their rows (on the low side,
 # so that the estimate errs towards more partitions).
@@ -213,6 +217,11 @@ def _merged_issue(parts: list[Issue]) -> Issue:
         if first.message.startswith(prefix)
         else first.message
     )
+    # "(N account id(s))": an account is in one partition only, so these add up too
+    ids = [ACCOUNT_ID_COUNT.search(part.message) for part in parts]
+    if all(ids):
+        total = sum(int(match.group(1).replace(",", "")) for match in ids if match)
+        message = ACCOUNT_ID_COUNT.sub(f"({total:,} account id(s))", message, count=1)
     return Issue(
         first.table,
         first.column,

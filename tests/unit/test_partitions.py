@@ -49,10 +49,10 @@ ACCOUNTS = pd.DataFrame(
 )
 SUBSCRIPTIONS = pd.DataFrame(
     {
-        "account_id": [f"A{i % 12}" for i in range(30)] + [None, "A99"],
-        "start_date": ["2023-01-01"] * 30 + ["2023-01-01", "2023-01-01"],
-        "end_date": [None] * 32,
-        "arr": [float(100 + i) for i in range(30)] + [5.0, -1.0],
+        "account_id": [f"A{i % 12}" for i in range(30)] + [None, "A99", "A98", "A97", "A96"],
+        "start_date": ["2023-01-01"] * 35,
+        "end_date": [None] * 35,
+        "arr": [float(100 + i) for i in range(30)] + [5.0, -1.0, 1.0, 2.0, 3.0],
     }
 )
 
@@ -89,6 +89,9 @@ def test_partitions_split_every_account_table_and_add_up(tmp_path: Path) -> None
     # the parent in another partition is not an unknown parent; Z9 is
     unknown_parent = by_rule[("accounts", Rule.UNKNOWN_PARENT_ACCOUNT)]
     assert unknown_parent.count == 1 and unknown_parent.examples[0]["account_id"] == "A5"
+    orphans = by_rule[("subscriptions", Rule.ORPHAN_ACCOUNT_ID)]
+    assert orphans.message.startswith("4 row(s) of subscriptions (4 account id(s))")
+    assert len({part.tables["subscriptions"]["account_id"].iloc[-1] for part in parts}) > 1
     # the row number of an excluded row counts across the files, as in one pass
     missing = by_rule[("subscriptions", Rule.MISSING_VALUE)]
     assert missing.examples == expected_rules[("subscriptions", Rule.MISSING_VALUE)].examples
@@ -183,3 +186,25 @@ def test_sharded_generation_sizes_the_partitions(tmp_path: Path) -> None:
     }
     assert partition_count(rows, rows_per_partition=sum(rows.values()) // 3) in (3, 4)
     assert partition_count({"usage": 10}, rows_per_partition=100) == 1
+
+
+def test_generate_command_writes_shards(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+    from serving.cli import commands as _commands  # noqa: F401  (registers the subcommands)
+
+    runner = CliRunner()
+    out = tmp_path / "big"
+    arguments = ["generate", "--accounts", "60", "--months", "6", "--out", str(out)]
+    result = runner.invoke(app, [*arguments, "--shards", "3"])
+    assert result.exit_code == 0, result.output
+    assert "usage/part-*.parquet" in result.output.replace("\n", "")
+    assert sorted(p.name for p in (out / "accounts").iterdir()) == [
+        "part-000.parquet",
+        "part-001.parquet",
+        "part-002.parquet",
+    ]
+    assert runner.invoke(app, ["validate", "--sources", str(out / "sources.yaml")]).exit_code == 0
+    bad = runner.invoke(app, [*arguments, "--shards", "61"])
+    assert bad.exit_code == 1 and "--shards" in bad.output and "Traceback" not in bad.output
