@@ -71,11 +71,11 @@ LEAF_BITS = 10
 # Leaves with more distinct path features than this cannot be explained (index bits are int64).
 MAX_PATH_FEATURES = 62
 # Rows per block: a block runs tree by tree, blocks run in parallel.
-BLOCK_ROWS = 256
+BLOCK_ROWS = 512
 # Deep leaves' contributions are remembered for this many patterns per block (a power of 2).
 MEMO_SLOTS = 64
-# Fewer rows than this are explained on the calling thread.
-PARALLEL_MIN_ROWS = 512
+# Fewer rows than this (two blocks) are explained on the calling thread.
+PARALLEL_MIN_ROWS = 2 * BLOCK_ROWS
 # Choosing the cut: the cost of a group is its values read per row, plus the index
 # bookkeeping of a lookup, plus a charge for its table's size (tables that stay in cache).
 _LOOKUP_COST = 2.0
@@ -784,16 +784,17 @@ def _explain_parallel(X, out, *arrays):
 def _explain_serial(X, out, *arrays):
     n_rows = X.shape[0]
     most = _max_groups(arrays[13])
-    Xt = np.empty((X.shape[1], BLOCK_ROWS))
-    left = np.empty(BLOCK_ROWS, dtype=np.int64)
-    index = np.empty((most, BLOCK_ROWS), dtype=np.int64)
-    bases = np.empty(BLOCK_ROWS, dtype=np.int64)
-    acc = np.empty((out.shape[1], BLOCK_ROWS))
+    block = max(1, min(n_rows, BLOCK_ROWS))  # one row (the service): no block-sized scratch
+    Xt = np.empty((X.shape[1], block))
+    left = np.empty(block, dtype=np.int64)
+    index = np.empty((most, block), dtype=np.int64)
+    bases = np.empty(block, dtype=np.int64)
+    acc = np.empty((out.shape[1], block))
     memo_tags = np.empty(MEMO_SLOTS, dtype=np.int64)
     memo_values = np.empty((MEMO_SLOTS, 2 * MAX_PATH_FEATURES))
-    for start in range(0, n_rows, BLOCK_ROWS):
+    for start in range(0, n_rows, block):
         acc[:] = 0.0
-        stop = min(n_rows, start + BLOCK_ROWS)
+        stop = min(n_rows, start + block)
         _explain_block(
             X, out, start, stop, Xt, left, index, bases, acc, memo_tags, memo_values, *arrays
         )
