@@ -38,6 +38,7 @@ class Rule(StrEnum):
     READ_ERROR = "read_error"
     MISSING_REQUIRED_COLUMN = "missing_required_column"
     MAPPED_COLUMN_NOT_FOUND = "mapped_column_not_found"
+    DUPLICATE_COLUMN = "duplicate_column"
     MISSING_VALUE = "missing_value"
     UNPARSEABLE_VALUE = "unparseable_value"
     NO_REVENUE_TABLE = "no_revenue_table"

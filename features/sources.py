@@ -46,6 +46,7 @@ from features.contract import CONTRACT, Tables
 from features.issues import Issue, Rule, TableLoad, ValidationReport
 from features.typed_tables import (
     TypedTable,
+    empty_contract_frame,
     first_lines,
     quote_identifier,
     quote_literal,
@@ -88,7 +89,13 @@ PARQUET_FILE_NAME = "__source_file"
 # How much of a failing query the error message shows.
 QUERY_PREVIEW_CHARS = 300
 
+# A CSV or JSON file this small is checked for being empty (white space or `[]`).
+EMPTY_FILE_MAX_BYTES = 64
+
 _OPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# DuckDB's names for the copies of a repeated CSV header (`arr_1`) and for headerless columns.
+_RENAMED_COPY = re.compile(r"^(.*)_\d+$")
+_GENERATED_NAME = re.compile(r"^column\d+$")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -364,6 +371,14 @@ def _load_table(
     # Parquet files are typed straight from the files (no copy in DuckDB; rows are
     # numbered across the files in their order); every other source is
     # materialised once, since it is scanned several times.
+    if source.path is not None:
+        # Empty files hold no rows: an empty table (the rules say whether that is an error).
+        files = [file for file in files if not _is_empty_file(file, _source_format(source))]
+        if not files:
+            if not read:
+                return None
+            label = f"{_source_format(source)} {source.path}"
+            return TypedTable(empty_contract_frame(table), TableLoad(table, label, 0, 0)), None
     direct = bool(files) and _source_format(source) == "parquet"
     relation_sql, label = _relation_sql(source, files, row_numbers=direct)
     source_columns = [
@@ -372,8 +387,9 @@ def _load_table(
         if not (direct and row[0] in (PARQUET_ROW_NUMBER, PARQUET_FILE_NAME))
     ]
     selection = select_columns(table, source_columns, source.columns)
-    if selection.issues:
-        return selection.issues
+    duplicated = _duplicated_header_issues(con, table, source, files, source_columns)
+    if selection.issues or duplicated:
+        return _no_header_issues(table, source, source_columns) + duplicated + selection.issues
     if not read:
         return None
     raw_relation = quote_identifier(f"raw_{table}")
@@ -429,6 +445,87 @@ def _parquet_row_number(con: duckdb.DuckDBPyConnection, files: list[Path]) -> st
         offsets.append(f"WHEN {quote_literal(name)} THEN {start}")
         start += int(rows[name])
     return f"{PARQUET_ROW_NUMBER} + CASE {PARQUET_FILE_NAME} {' '.join(offsets)} END"
+
+
+def _is_empty_file(file: Path, file_format: FileFormat | None) -> bool:
+    """A CSV or JSON file without rows: 0 bytes, only white space, or an empty JSON array."""
+    if file_format == "parquet":  # a Parquet file always has a footer: DuckDB says what is wrong
+        return False
+    size = file.stat().st_size
+    if size == 0:
+        return True
+    if size > EMPTY_FILE_MAX_BYTES or file.suffix.lower() in COMPRESSION_SUFFIXES:
+        return False
+    return file.read_bytes().strip() in (b"", b"[]")
+
+
+def _duplicated_header_issues(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: TableSource,
+    files: list[Path],
+    source_columns: list[str],
+) -> list[Issue]:
+    """Errors for a CSV header that names a column the table reads more than once.
+
+    DuckDB renames the copies (`arr`, `arr_1`), so the header line itself is
+    read (only when names look renamed) to tell copies from real `_1` columns.
+    """
+    lowered = {column.lower() for column in source_columns}
+    renamed = [_RENAMED_COPY.match(column) for column in source_columns]
+    if (
+        _source_format(source) != "csv"
+        or source.read_options.get("header") is False
+        or not any(match and match.group(1).lower() in lowered for match in renamed)
+    ):
+        return []
+    headerless = source.model_copy(
+        update={"read_options": {**source.read_options, "header": False}}
+    )
+    relation_sql, _ = _relation_sql(headerless, files[:1])
+    rows = con.execute(f"SELECT * FROM {relation_sql} LIMIT 1").fetchall()
+    header = rows[0] if rows else ()
+    names = [str(name).strip() for name in header if name is not None]
+    feeds = {column.lower(): column for column in CONTRACT[table].column_names}
+    feeds |= {source_name.lower(): column for column, source_name in source.columns.items()}
+    issues = []
+    for name in dict.fromkeys(names):
+        copies = [other for other in names if other.lower() == name.lower()]
+        if len(copies) > 1 and name.lower() in feeds:
+            issues.append(
+                Issue(
+                    table,
+                    feeds[name.lower()],
+                    Rule.DUPLICATE_COLUMN,
+                    "error",
+                    0,
+                    f"{table}: the header of {source.path!r} names the column {name!r} "
+                    f"{len(copies)} times ({', '.join(map(repr, copies))}), so it is not clear "
+                    "which one to read; give each column its own name",
+                )
+            )
+    return issues
+
+
+def _no_header_issues(table: str, source: TableSource, source_columns: list[str]) -> list[Issue]:
+    """An explanation when DuckDB found no header row in a CSV (it names columns column0, ...)."""
+    if _source_format(source) != "csv" or not all(
+        _GENERATED_NAME.match(column) for column in source_columns
+    ):
+        return []
+    return [
+        Issue(
+            table,
+            None,
+            Rule.READ_ERROR,
+            "error",
+            0,
+            f"{table}: {source.path!r} was read without a header row (its columns came out as "
+            f"{', '.join(source_columns[:5])}{', ...' if len(source_columns) > 5 else ''}): "
+            "the first line must name the columns and every line must have as many fields "
+            "as the header; check the delimiter, or set read_options (delim, header, skip)",
+        )
+    ]
 
 
 def _source_format(source: TableSource) -> FileFormat | None:

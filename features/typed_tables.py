@@ -3,13 +3,18 @@
 A raw table (rows from a file, a SQL query or a DataFrame, columns already
 named as in the contract) becomes a typed contract frame here:
 
-- ids and strings -> pandas string (`str`), trimmed, empty text -> missing;
+- ids and strings -> pandas string (`str`), trimmed of white space, empty
+  text -> missing;
 - dates -> `datetime64[ns]` (naive, UTC for zoned values) from dates,
   timestamps, ISO text (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS`, with `T` or an
   offset) or `YYYYMMDD` (text or integer);
 - numbers -> `float64` from numeric columns or numeric text;
 - booleans -> pandas `boolean` from booleans, `1/0`, `true/false`, `t/f`,
   `yes/no`, `y/n` (any case).
+
+A list or a record (a JSON array or object, a Parquet list column) is never
+a value: it cannot be parsed as any type. A JSON column of mixed values is
+read value by value as text (strings without their quotes).
 
 Every contract column is present in the result (optional columns that were
 not given are all missing) and no other column is kept. Rows whose required
@@ -62,6 +67,8 @@ DUCKDB_TYPES: dict[str, str] = {
 }
 
 TYPE_DESCRIPTIONS: dict[str, str] = {
+    "id": "id (text or an integer, not a list or a record)",
+    "string": "text (not a list or a record)",
     "date": (
         f"date (YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or YYYYMMDD, between {EARLIEST_DATE[:4]}"
         f" and {LATEST_DATE[:4]})"
@@ -87,6 +94,15 @@ _INTEGER_TYPES = frozenset(
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE"})
 _TIMESTAMP_TYPES = frozenset({"DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"})
 _ZONED_TYPES = frozenset({"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"})
+_NESTED_TYPES = frozenset({"STRUCT", "MAP", "UNION", "LIST"})
+
+# White space trimmed around ids, strings and the text of other values: every character
+# Python's str.isspace() accepts (ASCII white space, NBSP, the Unicode spaces, line separators).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_WHITESPACE_CODES = ", ".join(str(ord(character)) for character in WHITESPACE)
 
 
 @dataclass(frozen=True)
@@ -235,8 +251,7 @@ def type_raw_table(
         present = quote_identifier(f"__present_{column.name}")
         if column.required:
             checks.append((column, Rule.MISSING_VALUE, f"NOT {present}"))
-        if column.type not in ("id", "string"):
-            checks.append((column, Rule.UNPARSEABLE_VALUE, f"{present} AND {name} IS NULL"))
+        checks.append((column, Rule.UNPARSEABLE_VALUE, f"{present} AND {name} IS NULL"))
     counts_sql = ", ".join(
         ["count(*)", "count(*) FILTER (WHERE __excluded)"]
         + [f"count(*) FILTER (WHERE {condition})" for _, _, condition in checks]
@@ -399,23 +414,37 @@ def _typed_view_sql(
 def _parse_expression(table: str, column: ColumnSpec, raw: str, raw_type: str) -> tuple[str, str]:
     """(typed value, whether a value is present) for one raw column of DuckDB type `raw_type`."""
     base_type = re.sub(r"\(.*\)$", "", raw_type)
+    if raw_type.endswith("]") or base_type in _NESTED_TYPES:
+        # A list or a record (e.g. a JSON array, a Parquet list column) is not a value of any
+        # contract type: present but unparseable, never its text.
+        return "NULL", f"({raw} IS NOT NULL)"
     is_float = base_type in _FLOAT_TYPES
     is_integer = base_type in _INTEGER_TYPES
     is_numeric = is_float or is_integer or base_type == "DECIMAL"
-    as_text = raw if base_type == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
+    if base_type == "JSON":
+        # A column of mixed JSON values: scalars as their text (strings without their
+        # quotes), arrays and objects cannot be read.
+        as_text = f"(CASE WHEN json_type({raw}) NOT IN ('ARRAY', 'OBJECT') THEN {raw} ->> '$' END)"
+        container = f"coalesce(json_type({raw}) IN ('ARRAY', 'OBJECT'), false)"
+    else:
+        as_text = raw if base_type == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
+        container = "false"
     # trim() only where needed: it copies every string, which is slow on millions of ids.
-    text = (
-        f"CASE WHEN prefix({as_text}, ' ') OR suffix({as_text}, ' ') "
-        f"THEN NULLIF(trim({as_text}), '') ELSE NULLIF({as_text}, '') END"
+    edge_space = (
+        f"(ascii({as_text}) IN ({_WHITESPACE_CODES}) "
+        f"OR ascii(right({as_text}, 1)) IN ({_WHITESPACE_CODES}))"
     )
+    trimmed = f"trim({as_text}, {quote_literal(WHITESPACE)})"
+    text = f"CASE WHEN {edge_space} THEN NULLIF({trimmed}, '') ELSE NULLIF({as_text}, '') END"
     if is_float:
-        present = f"({raw} IS NOT NULL AND NOT isnan({raw}))"
+        # Not isnan(): DuckDB 2.0 answers it wrongly for some NaNs read straight from Parquet.
+        present = f"({raw} IS NOT NULL AND (isfinite({raw}) OR isinf({raw})))"
     elif is_numeric or base_type in _TIMESTAMP_TYPES | _ZONED_TYPES | {"BOOLEAN"}:
         present = f"({raw} IS NOT NULL)"
     else:
         present = (
-            f"({as_text} IS NOT NULL AND {as_text} <> '' "
-            f"AND NOT (prefix({as_text}, ' ') AND trim({as_text}) = ''))"
+            f"({container} OR ({as_text} IS NOT NULL AND {as_text} <> '' "
+            f"AND NOT ({edge_space} AND {trimmed} = '')))"
         )
 
     # Integral floats (ids or YYYYMMDD read as floats, e.g. from a DataFrame with gaps) as integers.
@@ -427,7 +456,7 @@ def _parse_expression(table: str, column: ColumnSpec, raw: str, raw_type: str) -
         if is_integer:
             value = f"CAST({raw} AS VARCHAR)"
         elif is_float:
-            value = f"CASE WHEN isnan({raw}) THEN NULL ELSE {integral_text} END"
+            value = f"CASE WHEN isfinite({raw}) THEN {integral_text} END"  # inf is no id
         else:
             value = text
         if (table, column.name) in LOWERCASED_COLUMNS:
