@@ -228,7 +228,13 @@ def _program(model: _Model) -> _Program:
     )
 
 
-def _solve_lp(program: _Program, upper: np.ndarray, with_capacities: bool) -> Any:
+def _solve_lp(
+    program: _Program,
+    upper: np.ndarray,
+    with_capacities: bool,
+    lower: np.ndarray | None = None,
+) -> Any:
+    """The LP's solution (HiGHS dual simplex); None when the bounds make it infeasible."""
     rows = program.a_ub.shape[0] if with_capacities else program.network_rows
     result = linprog(
         -program.value,
@@ -236,9 +242,11 @@ def _solve_lp(program: _Program, upper: np.ndarray, with_capacities: bool) -> An
         b_ub=program.b_ub[:rows],
         A_eq=program.a_eq,
         b_eq=np.zeros(program.a_eq.shape[0]),
-        bounds=np.column_stack([np.zeros(len(upper)), upper]),
+        bounds=np.column_stack([np.zeros(len(upper)) if lower is None else lower, upper]),
         method="highs-ds",
     )
+    if result.status == 2 and lower is not None:
+        return None
     if result.status != 0:
         raise RuntimeError(f"allocation LP failed: {result.message}")
     return result
@@ -422,15 +430,57 @@ def _improve(
     return (candidate if better else assigned), limited
 
 
+def _dived_slot_counts(model: _Model, program: _Program, relaxed_k: np.ndarray) -> np.ndarray:
+    """Integral slot counts from the LP's, one tier at a time, the tier of most hours first:
+    its counts are fixed at the nearest integer, and the LP is solved again, so that the
+    other tiers take up the capacity the rounding freed or give up what it took. A count
+    is rounded up only when that fits the manager's capacities with the tiers already
+    fixed; when the LP has no solution (too few accounts for the slots), only the half,
+    then the quarter, of those closest to the next integer are, then none."""
+    tiers = len(TIERS)
+    lower, upper = np.zeros(len(program.upper)), program.upper.copy()
+    counts = relaxed_k.reshape(model.m, tiers).copy()
+    fixed = np.zeros((model.m, tiers), dtype=bool)
+    for t in np.argsort(-model.hours, kind="stable"):
+        columns = program.slots.start + np.arange(model.m) * tiers + t
+        down = np.floor(counts[:, t] + _INTEGRAL)
+        nearest = np.floor(counts[:, t] + 0.5)
+        if np.array_equal(down, nearest) and np.all(np.abs(counts[:, t] - down) <= _INTEGRAL):
+            lower[columns] = upper[columns] = down  # already integral: the LP stays optimal
+            fixed[:, t] = True
+            continue
+        others = np.where(fixed, np.round(counts), 0.0)
+        fits = ~(others.sum(axis=1) + nearest > model.capacity_accounts + _INTEGRAL) & ~(
+            others @ model.hours + nearest * model.hours[t] > model.capacity_hours + _INTEGRAL
+        )
+        ups = np.nonzero(fits & (nearest > down))[0]
+        ups = ups[np.argsort(down[ups] - counts[ups, t], kind="stable")]
+        for share in sorted({len(ups), len(ups) // 2, len(ups) // 4, 0}, reverse=True):
+            rounded = down.copy()
+            rounded[ups[:share]] += 1
+            trial_lower, trial_upper = lower.copy(), upper.copy()
+            trial_lower[columns] = trial_upper[columns] = rounded
+            result = _solve_lp(program, trial_upper, with_capacities=True, lower=trial_lower)
+            if result is not None:
+                break
+        if result is None:
+            raise RuntimeError("allocation: the LP has no solution with slot counts rounded down")
+        lower, upper = trial_lower, trial_upper
+        counts = result.x[program.slots].reshape(model.m, tiers)
+        fixed[:, t] = True
+    return np.round(counts).ravel()
+
+
 def _from_relaxation(
     model: _Model, program: _Program, relaxed_k: np.ndarray, settings: AllocationSettings
 ) -> tuple[np.ndarray, str]:
     """The integral plan from the LP's slot counts: exact when they are integral, else
-    rounded down and re-optimised around (neighbourhood MILP)."""
+    rounded tier by tier (`_dived_slot_counts`) and re-optimised around (neighbourhood
+    MILP)."""
     if np.all(np.abs(relaxed_k - np.round(relaxed_k)) <= _INTEGRAL):
         return _assign(model, program, np.round(relaxed_k)), "lp (integral)"
-    assigned = _assign(model, program, np.floor(relaxed_k + _INTEGRAL))
-    method = "lp rounding + neighbourhood milp"
+    assigned = _assign(model, program, _dived_slot_counts(model, program, relaxed_k))
+    method = "lp rounding + neighbourhood milp" if settings.neighbourhood_rounds else "lp rounding"
     for _ in range(settings.neighbourhood_rounds):
         improved, limited = _improve(model, assigned, settings)
         if limited:

@@ -351,9 +351,9 @@ def assert_every_account_reported(result, scores) -> None:
 
 @pytest.mark.parametrize("slack", [None, 0.1])
 @pytest.mark.parametrize("seed", range(4))
-def test_priced_path_is_feasible_and_within_half_a_percent_of_the_exact_milp(seed, slack):
+def test_priced_path_is_feasible_and_within_0_2_percent_of_the_exact_milp(seed, slack):
     # 400 accounts x 8 managers; tight random capacities (slack None) or a feasible current
-    # plan. Measured over 20 such books: at most 0.25% below the exact optimum.
+    # plan. Measured over 20 such books: at most 0.08% below the exact optimum.
     scores, book = medium_book(seed, slack)
     priced = allocate_accounts(scores, book, PRICED)
     exact = allocate_accounts(scores, book, EXACT_WHOLE)
@@ -364,7 +364,7 @@ def test_priced_path_is_feasible_and_within_half_a_percent_of_the_exact_milp(see
     optimum = exact.summary["objective_with_continuity"]
     found = priced.summary["objective_with_continuity"]
     assert found <= optimum + 1e-6
-    assert found >= (1 - 0.005) * optimum
+    assert found >= (1 - 0.002) * optimum
     # its bound is a bound on the optimum, and the gap it reports covers the true one
     assert priced.summary["upper_bound"] >= optimum - 1e-6
     assert priced.summary["optimality_gap"] >= (optimum - found) / optimum - 1e-9
