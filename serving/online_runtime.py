@@ -16,9 +16,10 @@ every `retry_seconds`.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -156,3 +157,39 @@ class ScoringRuntime(Generic[S]):
             self._first_check_done.set()
             wait = self._reload_seconds if self.ready else self._retry_seconds
             self._stop.wait(wait)
+
+
+def drain_on_sigterm(seconds: float, on_drain: Callable[[], None]) -> bool:
+    """On SIGTERM: call `on_drain` (e.g. readiness off), keep serving `seconds`, then stop.
+
+    Wraps the SIGTERM handler the web server installed (uvicorn's: stop
+    accepting, close idle keep-alive connections, finish the requests in
+    progress). Without the delay, a request a client has just sent on an idle
+    keep-alive connection can be cut off unanswered when that connection is
+    closed; with it, every request that reached the worker before the signal is
+    answered, and load balancers watching `/readyz` stop sending meanwhile. A
+    second SIGTERM stops at once. Returns False (nothing installed) outside the
+    main thread or when no handler is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    server_handler = signal.getsignal(signal.SIGTERM)
+    if not callable(server_handler):
+        return False
+    state = {"draining": False}
+
+    def handle(signum: int, frame: object) -> None:
+        if state["draining"] or seconds <= 0:
+            server_handler(signum, frame)
+            return
+        state["draining"] = True
+        on_drain()
+        logger.info(
+            "SIGTERM: draining for %.1f s (not ready, still answering), then stopping", seconds
+        )
+        timer = threading.Timer(seconds, server_handler, args=(signum, frame))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, handle)
+    return True

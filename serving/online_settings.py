@@ -13,6 +13,7 @@ process; a container sets them directly. Every variable has a default.
 | `PORTFOLIO_SNAPSHOT` | unset | a run folder whose `features.parquet` answers lookups by id (fixed) |
 | `PORTFOLIO_RUNS_ROOT` | `<repo>/runs` | without `PORTFOLIO_SNAPSHOT`: the latest completed run under it |
 | `PORTFOLIO_TOP_REASONS` | 3 | reasons returned per score |
+| `PORTFOLIO_DRAIN_SECONDS` | 2 | after SIGTERM, a worker answers for this long while `/readyz` says 503, then stops |
 | `PORTFOLIO_MODEL_SOURCE` | auto | `registry`: resolve `models:/<name>@champion` in MLflow; `bento`: the models packaged in the bento; unset: `bento` when the service runs from a bento, else `registry` |
 """
 
@@ -38,6 +39,7 @@ ENV_SNAPSHOT = "PORTFOLIO_SNAPSHOT"
 ENV_RUNS_ROOT = "PORTFOLIO_RUNS_ROOT"
 ENV_TOP_REASONS = "PORTFOLIO_TOP_REASONS"
 ENV_MODEL_SOURCE = "PORTFOLIO_MODEL_SOURCE"
+ENV_DRAIN_SECONDS = "PORTFOLIO_DRAIN_SECONDS"
 
 
 class SettingsError(ValueError):
@@ -60,6 +62,7 @@ class ServiceSettings:
     runs_root: Path | None = None
     top_reasons: int = 3
     model_source: ModelSource | None = None  # None: decided by where the service runs
+    drain_seconds: float = 2.0  # after SIGTERM: not ready, still answering, then stop
 
     def __post_init__(self) -> None:
         checks = (
@@ -68,6 +71,7 @@ class ServiceSettings:
             (ENV_RELOAD_SECONDS, self.reload_seconds, 0.1),
             (ENV_RETRY_SECONDS, self.retry_seconds, 0.1),
             (ENV_TOP_REASONS, self.top_reasons, 0),
+            (ENV_DRAIN_SECONDS, self.drain_seconds, 0),
         )
         for name, value, minimum in checks:
             if value < minimum:
@@ -108,6 +112,7 @@ class ServiceSettings:
             runs_root=path(ENV_RUNS_ROOT),
             top_reasons=read(ENV_TOP_REASONS, int, defaults.top_reasons),
             model_source=env.get(ENV_MODEL_SOURCE, "").strip() or None,  # type: ignore[arg-type]
+            drain_seconds=read(ENV_DRAIN_SECONDS, float, defaults.drain_seconds),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -118,6 +123,7 @@ class ServiceSettings:
             ENV_RELOAD_SECONDS: str(self.reload_seconds),
             ENV_RETRY_SECONDS: str(self.retry_seconds),
             ENV_TOP_REASONS: str(self.top_reasons),
+            ENV_DRAIN_SECONDS: str(self.drain_seconds),
         }
         if self.model_source is not None:
             env[ENV_MODEL_SOURCE] = self.model_source

@@ -35,6 +35,7 @@ from serving.online import (
     configure_service_logging,
     guard_settings_from_env,
 )
+from serving.online_runtime import drain_on_sigterm
 from serving.online_settings import ServiceSettings
 
 FIRST_LOAD_WAIT_SECONDS = 120.0
@@ -67,13 +68,18 @@ class PortfolioService:
         # service before its worker listens): a restarted worker then takes no
         # requests it would answer 503; with no registry it starts not ready.
         self.runtime.wait_first_check(FIRST_LOAD_WAIT_SECONDS)
+        self.draining = False
+        drain_on_sigterm(self.settings.drain_seconds, self._start_draining)
+
+    def _start_draining(self) -> None:
+        self.draining = True
 
     @bentoml.on_shutdown
     def stop_refreshing(self) -> None:
         self.runtime.stop()
 
     def __is_ready__(self) -> bool:
-        return self.runtime.ready
+        return self.runtime.ready and not self.draining
 
     @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
     async def score(self, accounts: list[AccountRequest]) -> Response:
