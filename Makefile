@@ -37,8 +37,8 @@ bench: install  ## run every benchmark (BENCHMARKS="features scoring" for some);
 notebooks: install  ## open JupyterLab on the notebooks
 	$(UV) run jupyter lab notebooks/
 
-reliability: install  ## long load and fault runs
-	$(UV) run pytest -m reliability
+reliability: install  ## long load and fault runs (-rP shows the figures each test measured)
+	$(UV) run pytest -m reliability -rP
 
 clean:  ## remove generated outputs (keeps the MLflow store)
 	rm -rf out runs .pytest_cache .ruff_cache
