@@ -437,3 +437,20 @@ def test_priced_path_is_deterministic_and_independent_of_row_order():
     assert first.summary == again.summary
     assert_within_capacity(first, book, PRICED)
     assert_every_account_reported(first, scores)
+
+
+def test_priced_path_leaves_a_book_where_everyone_is_best_kept_out_of_the_solver():
+    # every account already sits with a manager whose seniority suits it, with room to
+    # spare: nothing can gain, so the solver gets no account and the plan is optimal
+    book = managers_frame([("E", "executive", 10, np.nan), ("J", "junior", 10, 100.0)])
+    scores = scores_frame(
+        [("S", "strategic", 100.0, "E"), ("H", "high-touch", 40.0, "E")]
+        + [(f"T{i}", "tech-touch", float(i + 1), "J") for i in range(5)]
+    )
+    result = allocate_accounts(scores, book, PRICED)
+    assert result.summary["accounts_in_solver"] == 0
+    assert result.summary["accounts_moved"] == 0
+    # the bound carries the solver's tie-break (1e-6 of the mean priority per account)
+    assert result.summary["optimality_gap"] == pytest.approx(0.0, abs=1e-5)
+    assert result.summary["objective_with_continuity"] == pytest.approx(1.1 * (100 + 40 + 15))
+    assert_every_account_reported(result, scores)
