@@ -522,7 +522,17 @@ def test_not_ready_until_the_tracking_server_answers_then_requires_the_key(
             "unauthorized",
         )
         assert_error(server.post("/portfolio", {}), 401, "unauthorized")
-        ok = server.post("/score", body, headers={"authorization": "Bearer test-key-123"})
+        keyed = {"authorization": "Bearer test-key-123"}
+        # /readyz answers from whichever worker takes it (two by default): the other one
+        # may still be loading for a moment, and answers 503 until it is done.
+        wait_until(
+            lambda: all(
+                server.post("/score", body, headers=keyed).status_code == 200 for _ in range(5)
+            ),
+            timeout=120,
+            message="every worker never became ready",
+        )
+        ok = server.post("/score", body, headers=keyed)
         assert ok.status_code == 200 and "p_churn" in ok.json()["results"][0]
         assert server.get("/livez").status_code == 200
         assert server.get("/metrics").status_code == 200
