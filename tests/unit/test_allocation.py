@@ -452,5 +452,5 @@ def test_priced_path_leaves_a_book_where_everyone_is_best_kept_out_of_the_solver
     assert result.summary["accounts_moved"] == 0
     # the bound carries the solver's tie-break (1e-6 of the mean priority per account)
     assert result.summary["optimality_gap"] == pytest.approx(0.0, abs=1e-5)
-    assert result.summary["objective_with_continuity"] == pytest.approx(1.1 * (100 + 40 + 15))
+    assert result.summary["objective_with_continuity"] == pytest.approx(1.3 * 100 + 1.1 * (40 + 15))
     assert_every_account_reported(result, scores)
