@@ -173,10 +173,11 @@ class AccountPartition:
         return self.index == 0
 
     def row_filter(self, table: str) -> str | None:
-        """The DuckDB condition on `table`'s typed columns; None when the table is read whole."""
+        """The DuckDB condition on `table`'s typed columns (`features.typed_tables.type_raw_table`);
+        None when the table is read whole."""
         if "account_id" not in CONTRACT[table].column_names or self.count == 1:
             return None
-        return f"hash(account_id) % {self.count} = {self.index}"
+        return f"hash({{account_id}}) % {self.count} = {self.index}"
 
 
 @dataclass(frozen=True)

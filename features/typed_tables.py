@@ -229,8 +229,10 @@ def type_raw_table(
 
     `row_number` is the expression giving a row's 0-based position in the source
     (a table's `rowid`; for a Parquet view, its `file_row_number`). `row_filter`,
-    a DuckDB condition on the typed columns (e.g. one partition of the accounts),
-    keeps only the rows it holds for: the counts, issues and frame cover those rows.
+    a DuckDB condition on typed columns written in braces (e.g. one partition of
+    the accounts, `hash({account_id}) % 4 = 1`), keeps only the rows it holds for:
+    the counts, issues and frame cover those rows. It is applied as the rows are
+    read (only the columns it names are parsed for the rows it drops).
     """
     spec = CONTRACT[table]
     raw_types = {
@@ -240,9 +242,11 @@ def type_raw_table(
     }
     present_columns = [column for column in spec.columns if column.name in raw_types]
     view = quote_identifier(f"typed_{table}")
-    typed_sql = _typed_view_sql(spec, present_columns, raw_types, raw_relation, row_number)
     if row_filter is not None:
-        typed_sql = f"SELECT * FROM ({typed_sql}) AS typed_rows WHERE {row_filter}"
+        raw_relation, row_number = _filtered_rows(
+            con, spec, present_columns, raw_types, raw_relation, row_number, row_filter
+        )
+    typed_sql = _typed_view_sql(spec, present_columns, raw_types, raw_relation, row_number)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {typed_sql}")
 
     checks: list[tuple[ColumnSpec, str, str]] = []  # (column, rule, condition)
@@ -285,6 +289,8 @@ def type_raw_table(
     order = " ORDER BY __row" if row_filter is not None else ""
     arrow = con.sql(f"SELECT {output} FROM {view} WHERE NOT __excluded{order}").to_arrow_table()
     frame = arrow_to_contract_frame(arrow, spec)
+    if row_filter is not None:
+        con.execute(f"DROP TABLE {raw_relation}")  # the filtered copy
     load = TableLoad(table, source, rows_read, rows_read - rows_excluded, ignored_columns or [])
     return TypedTable(frame, load, issues)
 
@@ -409,6 +415,36 @@ def _typed_view_sql(
         f"SELECT {', '.join(checked)} FROM "
         f"(SELECT {', '.join(parsed)} FROM {raw_relation}) AS parsed"
     )
+
+
+def _filtered_rows(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    columns: list[ColumnSpec],
+    raw_types: dict[str, str],
+    raw_relation: str,
+    row_number: str,
+    row_filter: str,
+) -> tuple[str, str]:
+    """The raw rows `row_filter` keeps, copied once into a temp table (source scanned once).
+
+    The filter reads the parsed values of the columns it names. Returns the
+    table and the column holding each row's position in the source.
+    """
+    parsed = {
+        column.name: "("
+        + _parse_expression(
+            spec.name, column, quote_identifier(column.name), raw_types[column.name].upper()
+        )[0]
+        + ")"
+        for column in columns
+    }
+    filtered = quote_identifier(f"filtered_{spec.name}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {filtered} AS SELECT *, {row_number} AS __filtered_row "
+        f"FROM {raw_relation} WHERE {row_filter.format_map(parsed)}"
+    )
+    return filtered, "__filtered_row"
 
 
 def _parse_expression(table: str, column: ColumnSpec, raw: str, raw_type: str) -> tuple[str, str]:

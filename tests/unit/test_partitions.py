@@ -102,7 +102,7 @@ def test_a_partition_index_must_be_below_the_count() -> None:
         AccountPartition(3, 3)
     assert AccountPartition(0, 1).row_filter("usage") is None
     assert AccountPartition(1, 4).row_filter("account_managers") is None
-    assert AccountPartition(1, 4).row_filter("usage") == "hash(account_id) % 4 = 1"
+    assert AccountPartition(1, 4).row_filter("usage") == "hash({account_id}) % 4 = 1"
 
 
 def test_parent_arr_share_over_every_account_matches_the_feature() -> None:
