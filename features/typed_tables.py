@@ -391,14 +391,19 @@ def _typed_view_sql(
     raw_relation: str,
     row_number: str,
 ) -> str:
-    """Two layers: parse every column, then apply range checks and the exclusion flag."""
-    parsed: list[str] = [f"{row_number} AS __row"]
+    """Three layers: every value as trimmed text (once: trimming is the costly part), parse
+    every column, then apply range checks and the exclusion flag."""
+    texts: list[str] = ["*", f"{row_number} AS __row"]
+    parsed: list[str] = ["__row"]
     checked: list[str] = ["__row"]
     for column in columns:
         name = quote_identifier(column.name)
         raw = quote_identifier(column.name)
         raw_type = raw_types[column.name].upper()
-        expression, present = _parse_expression(spec.name, column, raw, raw_type)
+        text = quote_identifier("__text_" + column.name)
+        if not _is_nested(raw_type):
+            texts.append(f"{_text_expression(raw, raw_type)} AS {text}")
+        expression, present = _parse_expression(spec.name, column, raw, raw_type, text)
         parsed.append(f"{expression} AS {name}")
         parsed.append(f"{present} AS {quote_identifier('__present_' + column.name)}")
         parsed.append(f"CAST({raw} AS VARCHAR) AS {quote_identifier('__raw_' + column.name)}")
@@ -413,7 +418,8 @@ def _typed_view_sql(
     checked.append(f"({excluded}) AS __excluded")
     return (
         f"SELECT {', '.join(checked)} FROM "
-        f"(SELECT {', '.join(parsed)} FROM {raw_relation}) AS parsed"
+        f"(SELECT {', '.join(parsed)} FROM "
+        f"(SELECT {', '.join(texts)} FROM {raw_relation}) AS texts) AS parsed"
     )
 
 
@@ -447,41 +453,56 @@ def _filtered_rows(
     return filtered, "__filtered_row"
 
 
-def _parse_expression(table: str, column: ColumnSpec, raw: str, raw_type: str) -> tuple[str, str]:
-    """(typed value, whether a value is present) for one raw column of DuckDB type `raw_type`."""
-    base_type = re.sub(r"\(.*\)$", "", raw_type)
-    if raw_type.endswith("]") or base_type in _NESTED_TYPES:
-        # A list or a record (e.g. a JSON array, a Parquet list column) is not a value of any
-        # contract type: present but unparseable, never its text.
-        return "NULL", f"({raw} IS NOT NULL)"
-    is_float = base_type in _FLOAT_TYPES
-    is_integer = base_type in _INTEGER_TYPES
-    is_numeric = is_float or is_integer or base_type == "DECIMAL"
-    if base_type == "JSON":
+def _is_nested(raw_type: str) -> bool:
+    return raw_type.endswith("]") or re.sub(r"\(.*\)$", "", raw_type) in _NESTED_TYPES
+
+
+def _as_text(raw: str, raw_type: str) -> tuple[str, str]:
+    """(a raw value as text, whether it is a JSON array or object) for DuckDB type `raw_type`."""
+    if raw_type == "JSON":
         # A column of mixed JSON values: scalars as their text (strings without their
-        # quotes), arrays and objects cannot be read.
-        as_text = f"(CASE WHEN json_type({raw}) NOT IN ('ARRAY', 'OBJECT') THEN {raw} ->> '$' END)"
+        # quotes); arrays and objects have none.
         container = f"coalesce(json_type({raw}) IN ('ARRAY', 'OBJECT'), false)"
-    else:
-        as_text = raw if base_type == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
-        container = "false"
+        return f"(CASE WHEN NOT {container} THEN {raw} ->> '$' END)", container
+    return (raw if raw_type == "VARCHAR" else f"CAST({raw} AS VARCHAR)"), "false"
+
+
+def _text_expression(raw: str, raw_type: str) -> str:
+    """A raw value as text trimmed of white space; NULL when nothing is left."""
+    as_text, _ = _as_text(raw, raw_type)
     # trim() only where needed: it copies every string, which is slow on millions of ids.
     edge_space = (
         f"(ascii({as_text}) IN ({_WHITESPACE_CODES}) "
         f"OR ascii(right({as_text}, 1)) IN ({_WHITESPACE_CODES}))"
     )
     trimmed = f"trim({as_text}, {quote_literal(WHITESPACE)})"
-    text = f"CASE WHEN {edge_space} THEN NULLIF({trimmed}, '') ELSE NULLIF({as_text}, '') END"
+    return f"CASE WHEN {edge_space} THEN NULLIF({trimmed}, '') ELSE NULLIF({as_text}, '') END"
+
+
+def _parse_expression(
+    table: str, column: ColumnSpec, raw: str, raw_type: str, text: str | None = None
+) -> tuple[str, str]:
+    """(typed value, whether a value is present) for one raw column of DuckDB type `raw_type`.
+
+    `text` names a column already holding `_text_expression` of the value (else it is inlined).
+    """
+    if _is_nested(raw_type):
+        # A list or a record (e.g. a JSON array, a Parquet list column) is not a value of any
+        # contract type: present but unparseable, never its text.
+        return "NULL", f"({raw} IS NOT NULL)"
+    base_type = re.sub(r"\(.*\)$", "", raw_type)
+    is_float = base_type in _FLOAT_TYPES
+    is_integer = base_type in _INTEGER_TYPES
+    is_numeric = is_float or is_integer or base_type == "DECIMAL"
+    _, container = _as_text(raw, raw_type)
+    text = text or f"({_text_expression(raw, raw_type)})"
     if is_float:
         # Not isnan(): DuckDB 2.0 answers it wrongly for some NaNs read straight from Parquet.
         present = f"({raw} IS NOT NULL AND (isfinite({raw}) OR isinf({raw})))"
     elif is_numeric or base_type in _TIMESTAMP_TYPES | _ZONED_TYPES | {"BOOLEAN"}:
         present = f"({raw} IS NOT NULL)"
     else:
-        present = (
-            f"({container} OR ({as_text} IS NOT NULL AND {as_text} <> '' "
-            f"AND NOT ({edge_space} AND {trimmed} = '')))"
-        )
+        present = f"({container} OR {text} IS NOT NULL)"
 
     # Integral floats (ids or YYYYMMDD read as floats, e.g. from a DataFrame with gaps) as integers.
     integral_text = (
