@@ -5,7 +5,7 @@ contributions that add up to it (plus the model's expected value):
 
 - `"tree_shap"` (the default): exact path-dependent TreeSHAP, the values
   LightGBM's `predict(pred_contrib=True)` gives, computed by the compiled
-  kernel of `serving.tree_shap` (per-leaf tables built once per model).
+  kernel of `serving.tree_shap` (subtree tables built once per model).
 - `"path"`: path attributions (Saabas). In each tree, the change of the
   expected output at every split on the way from the root to the row's leaf
   is credited to the split's feature. They depend only on the leaf a row
