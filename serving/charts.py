@@ -10,6 +10,7 @@ from run to run.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -218,8 +219,9 @@ def concentration_curve(
 
 
 def _log_ticks(low: float, high: float) -> list[float]:
+    """Powers of ten around [low, high]; at most 1e308 (10.0**309 overflows a float)."""
     start, stop = math.floor(math.log10(low)), math.ceil(math.log10(high))
-    return [10.0**e for e in range(start, stop + 1)]
+    return [10.0**e for e in range(start, min(stop, sys.float_info.max_10_exp) + 1)]
 
 
 def priority_matrix(

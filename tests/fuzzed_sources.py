@@ -562,3 +562,143 @@ def source_plans(draw: st.DrawFn, max_rows: int = 6, allow_fatal: bool = True) -
     revenue = draw(st.sampled_from([["subscriptions"], ["orders"], ["subscriptions", "orders"]]))
     others = draw(st.lists(st.sampled_from(OTHER_TABLES), unique=True, max_size=2))
     return SourcesPlan([draw(table_plans(t, max_rows, allow_fatal)) for t in [*revenue, *others]])
+
+
+# --------------------------------------------------------------------------- portfolios to score
+
+SCORING_AS_OF = pd.Timestamp("2023-06-30")
+BASE_IDS = ["A1", "A2", "A3", "B4", "b5", "0006"]
+SubscriptionKind = Literal["normal", "unicode_id", "id_variant", "huge_arr", "zero_arr", "bad"]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One subscription row as written (text) and as it must load."""
+
+    account_id: str
+    start_date: str
+    end_date: str
+    arr: str
+    loaded_id: str | None  # None when a required value is unusable (the row is an error)
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    arr_value: float | None
+
+
+def _subscription(
+    account_id: str, start: dt.date, end: dt.date | None, arr: str, *, bad: bool = False
+) -> Subscription:
+    return Subscription(
+        account_id,
+        start.isoformat(),
+        end.isoformat() if end else "",
+        arr,
+        None if bad else _strip(account_id),
+        pd.Timestamp(start),
+        pd.Timestamp(end) if end else None,
+        None if bad else float(arr),
+    )
+
+
+@st.composite
+def subscriptions(draw: st.DrawFn) -> Subscription:
+    kind: SubscriptionKind = draw(
+        st.sampled_from(["normal"] * 4 + ["unicode_id", "id_variant", "huge_arr", "zero_arr"])
+    )
+    start = draw(st.dates(dt.date(2021, 1, 1), dt.date(2023, 6, 30)))
+    end = draw(st.none() | st.dates(dt.date(2021, 6, 1), dt.date(2024, 12, 31)))
+    if end is not None and end <= start:
+        end = None
+    base = draw(st.sampled_from(BASE_IDS))
+    arr = repr(float(draw(st.integers(1, 100_000))))
+    if kind == "unicode_id":
+        base = draw(padded(st.sampled_from(SPECIAL_IDS)))
+    elif kind == "id_variant":  # the same account padded, or another one differing by case
+        base = draw(st.sampled_from([f"{base}\t", f"\u00a0{base} ", base.swapcase()]))
+    elif kind == "huge_arr":
+        arr = draw(st.sampled_from(["1e308", str(2**63), "1.7976931348623157e308"]))
+    elif kind == "zero_arr":
+        arr = "0"
+    return _subscription(base, start, end, arr)
+
+
+BAD_SUBSCRIPTIONS = [
+    Subscription("A1", "31/12/2022", "", "100", None, None, None, None),
+    Subscription("A2", "2022-01-01", "", "n/a", None, None, None, None),
+    Subscription(" \t", "2022-01-01", "", "100", None, None, None, None),
+    Subscription("A3", "2022-01-01", "", "1e309", None, None, None, None),
+]
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """A small portfolio to score: subscriptions (maybe with unusable rows) and maybe usage."""
+
+    rows: list[Subscription]
+    subscriptions_format: FileFormat
+    usage: TablePlan | None
+
+    @property
+    def usable(self) -> bool:
+        return all(row.loaded_id is not None for row in self.rows)
+
+    def active_accounts(self) -> set[str]:
+        """Accounts with ARR > 0 at the as-of date (an overflowing sum is still > 0)."""
+        arr: dict[str, float] = {}
+        for row in self.rows:
+            assert row.loaded_id is not None and row.start is not None
+            if row.start <= SCORING_AS_OF and (row.end is None or row.end > SCORING_AS_OF):
+                arr[row.loaded_id] = arr.get(row.loaded_id, 0.0) + (row.arr_value or 0.0)
+        return {account for account, value in arr.items() if value > 0}
+
+    def subscriptions_table(self) -> TablePlan:
+        def column(name: str, values: list[str]) -> ColumnPlan:
+            return ColumnPlan(name, name, [Cell(v or None, "ok") for v in values])
+
+        return TablePlan(
+            "subscriptions",
+            self.subscriptions_format,
+            [
+                column("account_id", [r.account_id for r in self.rows]),
+                column("start_date", [r.start_date for r in self.rows]),
+                column("end_date", [r.end_date for r in self.rows]),
+                column("arr", [r.arr for r in self.rows]),
+            ],
+            len(self.rows),
+        )
+
+    def write(self, folder: Path) -> Path:
+        tables = [self.subscriptions_table(), *([self.usage] if self.usage else [])]
+        return SourcesPlan(tables).write(folder)
+
+    def describe(self) -> str:
+        lines = [f"subscriptions ({self.subscriptions_format}):"]
+        lines += [
+            f"  {r.account_id!r}, {r.start_date!r}, {r.end_date!r}, {r.arr!r}" for r in self.rows
+        ]
+        if self.usage is not None:
+            lines.append(SourcesPlan([self.usage]).describe())
+        return "\n".join(lines)
+
+
+@st.composite
+def scoring_plans(draw: st.DrawFn) -> ScoringPlan:
+    rows = draw(st.lists(subscriptions(), min_size=2, max_size=10))
+    # One subscription starting on the as-of date: the data reaches it.
+    rows.append(_subscription("A1", SCORING_AS_OF.date(), None, "1200.0"))
+    if draw(st.integers(0, 3)) == 0:
+        rows.insert(draw(st.integers(0, len(rows))), draw(st.sampled_from(BAD_SUBSCRIPTIONS)))
+    usage = None
+    if draw(st.booleans()):
+        usage = draw(table_plans("usage", max_rows=6, allow_fatal=False))
+        usage = TablePlan(
+            "usage",
+            usage.file_format,
+            usage.columns,
+            usage.n_rows,
+            layout=draw(st.sampled_from(["rows", "rows", "empty_file"]))
+            if usage.file_format != "parquet"
+            else "rows",
+            json_lines=usage.json_lines,
+        )
+    return ScoringPlan(rows, draw(st.sampled_from(["csv", "parquet", "json"])), usage)

@@ -308,3 +308,15 @@ def test_nan_in_a_parquet_float_column_is_missing(tmp_path: Path) -> None:
     assert loaded.tables["orders"]["account_id"].tolist() == ["1", "2"]
     counts = {(i.column, str(i.rule)): i.count for i in loaded.report.issues}
     assert counts == {("account_id", "missing_value"): 3, ("amount", "missing_value"): 2}
+
+
+def test_the_priority_matrix_draws_arr_near_the_float_maximum() -> None:
+    """Found by fuzzing `portfolio score`: an ARR of 1.8e308 (a valid number) made the
+    report's log-scale ticks compute 10.0**309, and the job failed with
+    'OverflowError: (34, 'Numerical result out of range')'."""
+    from serving.charts import priority_matrix
+
+    chart = priority_matrix(
+        [0.2, 0.7], [1.7976931348623157e308, 120.0], [1.0, 1.0], ["a", "b"], ["X", "Y"]
+    )
+    assert "<svg" in chart and "<circle" in chart
