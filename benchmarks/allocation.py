@@ -263,7 +263,7 @@ def generated_portfolio(accounts: int, seed: int) -> tuple[pd.DataFrame, dict[st
 
 
 def portfolio_stage(
-    accounts: int, seed: int, exact_time_limit: float, console: Console
+    accounts: int, seed: int, exact_time_limit: float | None, console: Console
 ) -> tuple[dict[str, Any], SideBySide]:
     """Timings of the portfolio stage on a generated portfolio, and its allocation side by
     side with the exact MILP."""
@@ -312,7 +312,11 @@ def portfolio_stage(
     }
     console.log("portfolio stage timed; exact MILP of the generated book next")
     book = check_account_managers(managers)
-    exact = solve(enriched, book, exact_settings(exact_time_limit))
+    exact = (
+        None
+        if exact_time_limit is None
+        else solve(enriched, book, exact_settings(exact_time_limit))
+    )
     needed, available = hours_of(enriched, book)
     comparison = SideBySide(
         "generated",
@@ -418,6 +422,11 @@ def main() -> None:
         help="above ACCOUNTS accounts, run the exact MILP only for these scenario indices",
     )
     parser.add_argument("--portfolio-accounts", type=int, default=100_000, help="0 to skip")
+    parser.add_argument(
+        "--no-portfolio-exact",
+        action="store_true",
+        help="time the portfolio stage without solving its book exactly too",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     console = Console(width=250)
@@ -436,7 +445,10 @@ def main() -> None:
         )
     if args.portfolio_accounts:
         stage, comparison = portfolio_stage(
-            args.portfolio_accounts, 7, args.exact_time_limit, console
+            args.portfolio_accounts,
+            7,
+            None if args.no_portfolio_exact else args.exact_time_limit,
+            console,
         )
         results.append(comparison)
         console.out(render_stage(stage))
