@@ -68,6 +68,8 @@ from numba import njit, prange
 GROUP_BITS = 14
 # Leaves with more distinct path features than this are integrated on the fly.
 LEAF_BITS = 10
+# Tables above this size (per model) are built with fewer bits instead.
+MAX_TABLE_MB = 256.0
 # Leaves with more distinct path features than this cannot be explained (index bits are int64).
 MAX_PATH_FEATURES = 62
 # Rows per block: a block runs tree by tree, blocks run in parallel.
@@ -128,17 +130,23 @@ class TreeShapTables:
 
     @classmethod
     def from_booster(
-        cls, booster: lgb.Booster, group_bits: int = GROUP_BITS, leaf_bits: int = LEAF_BITS
+        cls,
+        booster: lgb.Booster,
+        group_bits: int = GROUP_BITS,
+        leaf_bits: int = LEAF_BITS,
+        max_table_mb: float = MAX_TABLE_MB,
     ) -> TreeShapTables:
         """Tables for a binary booster.
 
         `group_bits` = 0 gives every leaf its own group (no subtree tables);
         `leaf_bits` = 0 integrates every leaf on the fly (no tables at all).
+        When the tables would take more than `max_table_mb`, fewer bits are
+        used (smaller tables, slower rows; the values are the same).
         """
         dump = booster.dump_model()
         if dump.get("num_tree_per_iteration", 1) != 1:
             raise ValueError("TreeSHAP tables need a binary model (one tree per iteration)")
-        return _build_tables(dump, group_bits, leaf_bits)
+        return _build_tables(dump, group_bits, leaf_bits, max_table_mb)
 
     @property
     def n_groups(self) -> int:
@@ -307,11 +315,14 @@ class _Flat:
     fill_zero_fractions: list[list[float]] = field(default_factory=list)
     fill_path: list[list[tuple[int, int, int]]] = field(default_factory=list)
     max_depth: int = 0
+    table_values: int = 0
 
 
-def _build_tables(dump: dict[str, Any], group_bits: int, leaf_bits: int) -> TreeShapTables:
+def _build_tables(
+    dump: dict[str, Any], group_bits: int, leaf_bits: int, max_table_mb: float
+) -> TreeShapTables:
     n_features = int(dump["max_feature_idx"]) + 1
-    flat = _Flat()
+    roots: list[_Node | None] = []
     expected_value = 0.0
     for tree in dump["tree_info"]:
         if tree.get("is_linear"):
@@ -319,12 +330,33 @@ def _build_tables(dump: dict[str, Any], group_bits: int, leaf_bits: int) -> Tree
         root_dict = tree["tree_structure"]
         if "split_feature" not in root_dict:
             expected_value += float(root_dict.get("leaf_value", 0.0))
+            roots.append(None)
         else:
             expected_value += _expected_value(root_dict)
-            _add_tree(_read_tree(root_dict), flat, group_bits, leaf_bits)
-        flat.tree_node_start.append(len(flat.node_feature))
-        flat.tree_group_start.append(len(flat.group_bits))
-    return _arrays_from(flat, n_features, expected_value, group_bits)
+            roots.append(_read_tree(root_dict))
+    for bits, leaves in _fallback_bits(group_bits, leaf_bits):
+        flat = _Flat()
+        for root in roots:
+            if root is not None:
+                _add_tree(root, flat, bits, leaves)
+            flat.tree_node_start.append(len(flat.node_feature))
+            flat.tree_group_start.append(len(flat.group_bits))
+        if flat.table_values * 8 <= max_table_mb * 1e6:
+            break
+    return _arrays_from(flat, n_features, expected_value, bits)
+
+
+def _fallback_bits(group_bits: int, leaf_bits: int) -> list[tuple[int, int]]:
+    """(group bits, leaf bits) to try in turn, down to no tables at all."""
+    tries = [
+        (group_bits, leaf_bits),
+        (min(group_bits, 12), min(leaf_bits, 9)),
+        (min(group_bits, 10), min(leaf_bits, 8)),
+        (0, min(leaf_bits, 8)),
+        (0, min(leaf_bits, 6)),
+        (0, 0),
+    ]
+    return list(dict.fromkeys(tries))
 
 
 def _read_tree(root: dict[str, Any]) -> _Node:
@@ -416,6 +448,7 @@ def _add_tree(root: _Node, flat: _Flat, group_bits: int, leaf_bits: int) -> None
             flat.group_zero_fractions.append([z for _, z in leaf.path_slots])
             continue
         flat.group_bits.append(group.n_anc_bits + len(group.split_nodes))
+        flat.table_values += 2 ** flat.group_bits[-1] * len(group.features)
         flat.group_leaf_value.append(0.0)
         flat.group_zero_fractions.append([0.0] * len(group.features))
         position = {f: i for i, f in enumerate(group.features)}

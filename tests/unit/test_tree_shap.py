@@ -76,6 +76,19 @@ def test_subtree_tables_read_fewer_values_and_give_the_same_contributions():
     np.testing.assert_allclose(grouped.contributions(x), per_leaf.contributions(x), atol=1e-12)
 
 
+def test_a_table_budget_gives_smaller_tables_and_the_same_values():
+    x, y = _data()
+    booster = _booster(x, y, num_leaves=31)
+    full = TreeShapTables.from_booster(booster)
+    small = TreeShapTables.from_booster(booster, max_table_mb=full.table.nbytes / 4e6)
+    assert small.table.nbytes <= full.table.nbytes / 4
+    assert small.group_bits < full.group_bits
+    np.testing.assert_allclose(small.contributions(x), full.contributions(x), rtol=0, atol=1e-12)
+    none = TreeShapTables.from_booster(booster, max_table_mb=0.0)
+    assert none.table.nbytes == 0
+    np.testing.assert_allclose(none.contributions(x), full.contributions(x), rtol=0, atol=1e-12)
+
+
 def test_unseen_categories_and_extreme_values():
     x, y = _data()
     booster = _booster(x, y)
