@@ -37,8 +37,9 @@ table row per group added into the row's contributions. On 400-tree,
 31-leaf models this reads about a third of the values per-leaf tables read
 and looks up a third as many tables; a model of small trees
 (e.g. 4 leaves) has one table per tree (see docs/benchmarks.md, "Scoring and
-reasons"). The price is memory: about 110-200 MB of tables for a 400-tree,
-31-leaf model (a few MB for small trees), built in a few seconds.
+reasons"). The price is memory: about 140-200 MB of tables for a 400-tree,
+31-leaf model (a few MB for small trees), built in a few seconds; above
+`MAX_TABLE_MB` per model, fewer bits are used (smaller tables, slower rows).
 
 Rows are processed tree by tree within blocks of rows (a tree's tables stay
 in cache; contributions accumulate feature-major) and blocks run in
