@@ -102,6 +102,7 @@ def _is_missing(value: object) -> bool:
     )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(plan=source_plans())
 def test_loading_accounts_for_every_generated_row(plan: SourcesPlan) -> None:
