@@ -79,7 +79,8 @@ def generate_command(
         table.add_row(f"{name}.parquet" if shards == 1 else f"{name}/part-*.parquet", f"{rows:,}")
     console.print(table)
     console.print(
-        f"wrote [bold]{result.sources_path}[/] (and ground_truth.parquet, settings.json) "
+        f"wrote [bold]{result.sources_path}[/] "
+        f"(and {'ground_truth.parquet' if shards == 1 else 'ground_truth/'}, settings.json) "
         f"in {result.seconds:.1f}s"
     )
     console.print(f"check it with: portfolio validate --sources {result.sources_path}")
