@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fuzzed_sources import SCORING_AS_OF, ScoringPlan, SourcesPlan, scoring_plans, source_plans
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -80,7 +80,7 @@ def check_report(plan: SourcesPlan, report: dict) -> None:
     assert report["error_count"] == sum(i["severity"] == "error" for i in report["issues"])
 
 
-@fuzz_settings(60)
+@fuzz_settings(100)
 @given(plan=source_plans(), as_json=st.booleans())
 def test_validate_reports_every_generated_row_or_a_clear_error(
     plan: SourcesPlan, as_json: bool
@@ -128,7 +128,7 @@ def check_run(plan: ScoringPlan, out: Path) -> None:
         assert tables["usage"]["rows_loaded"] == len(plan.usage.loaded_rows())
 
 
-@fuzz_settings(12)
+@fuzz_settings(15)
 @given(plan=scoring_plans())
 def test_score_accounts_for_every_active_account_or_refuses_clearly(
     plan: ScoringPlan, champions: str
@@ -146,6 +146,7 @@ def test_score_accounts_for_every_active_account_or_refuses_clearly(
             "--out",
             str(out),
         )
+        event(f"score exit code {result.exit_code}")
         output = " ".join(result.output.split())
         if plan.usable and (
             plan.usage is None or plan.usage.rows_read == len(plan.usage.loaded_rows())

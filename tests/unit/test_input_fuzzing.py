@@ -31,7 +31,7 @@ from features.validation import validate_sources
 LOADING_RULES = {Rule.MISSING_VALUE, Rule.UNPARSEABLE_VALUE}
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=150,
     derandomize=True,
     database=None,
     deadline=None,
