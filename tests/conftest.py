@@ -19,6 +19,19 @@ import pytest
 MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_process_uris_restored() -> Iterator[None]:
+    """MLflow keeps the tracking and registry URIs set by `mlflow.set_tracking_uri` (which
+    training calls) in module globals; a test that points them at a server it then stops
+    must not leave later tests talking to that dead address."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    yield
+    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+
+
 @pytest.fixture(scope="session")
 def nightly_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from features.synthetic import GeneratorSettings, generate_portfolio, write_portfolio

@@ -49,6 +49,9 @@ def open_server(service_home: ServiceHome) -> Iterator[Server]:
         stop(server.process)
 
 
+KEYED_WORKERS = 2
+
+
 @pytest.fixture(scope="module")
 def keyed_server(service_home: ServiceHome) -> Iterator[tuple[Server, int]]:
     """Started with `portfolio serve`, with an API key, against a tracking server that is not
@@ -66,6 +69,8 @@ def keyed_server(service_home: ServiceHome) -> Iterator[tuple[Server, int]]:
         "SERVICE_TEST_KEY",
         "--reload-seconds",
         "1",
+        "--workers",
+        str(KEYED_WORKERS),
     )
     try:
         wait_for(server, "/livez")
@@ -523,14 +528,12 @@ def test_not_ready_until_the_tracking_server_answers_then_requires_the_key(
         )
         assert_error(server.post("/portfolio", {}), 401, "unauthorized")
         keyed = {"authorization": "Bearer test-key-123"}
-        # /readyz answers from whichever worker takes it (two by default): the other one
-        # may still be loading for a moment, and answers 503 until it is done.
+        # /readyz answers from whichever worker takes it: another one may still be loading
+        # for a moment (and answers 503 until it is done), so wait for every worker's load.
         wait_until(
-            lambda: all(
-                server.post("/score", body, headers=keyed).status_code == 200 for _ in range(5)
-            ),
+            lambda: server.log_text().count("(loaded in ") >= KEYED_WORKERS,
             timeout=120,
-            message="every worker never became ready",
+            message="every worker never loaded the champions",
         )
         ok = server.post("/score", body, headers=keyed)
         assert ok.status_code == 200 and "p_churn" in ok.json()["results"][0]
