@@ -176,6 +176,10 @@ class TablePlan:
         mapping = {c.contract: c.header for c in self.columns if c.mapped and c.contract}
         if mapping:
             entry["columns"] = mapping
+        if self.file_format == "csv" and self.layout != "empty_file" and len(self._headers()) == 1:
+            # One column gives DuckDB's sniffer nothing to tell the delimiter by: a value such as
+            # ';|A' reads as two columns. A user with such a file states it, as here.
+            entry["read_options"] = {"delim": ",", "header": True}
         return entry
 
     def _headers(self) -> list[str]:
