@@ -43,7 +43,7 @@ from rich.console import Console
 
 from benchmarks.machine import describe_machine
 from serving.allocation import AllocationResult, allocate_accounts
-from serving.portfolio_inputs import check_account_managers
+from serving.portfolio_inputs import ATTRIBUTE_COLUMNS, check_account_managers
 from serving.settings import AllocationSettings, PortfolioSettings
 
 STAGE_TARGET_SECONDS = 10.0  # issue #5 (brief): the portfolio stage at 100,000 generated accounts
@@ -243,18 +243,7 @@ def generated_portfolio(accounts: int, seed: int) -> tuple[pd.DataFrame, dict[st
         .assign(days_to_renewal=lambda f: f["months_to_renewal"] * 30.4)
         .drop(columns="months_to_renewal")
         .merge(
-            table[
-                [
-                    "account_id",
-                    "segment",
-                    "industry",
-                    "region",
-                    "owner_id",
-                    "parent_account_id",
-                    "employees",
-                    "is_target",
-                ]
-            ],
+            table[["account_id", *ATTRIBUTE_COLUMNS]],
             on="account_id",
         )
         .reset_index(drop=True)

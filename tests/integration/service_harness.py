@@ -184,3 +184,14 @@ def make_service_home(champion_store: str, nightly_run_dir: Path, root: Path) ->
     shutil.copytree(nightly_run_dir, run_dir)
     features = pd.read_parquet(run_dir / "features.parquet")
     return ServiceHome(root, f"sqlite:///{database}", database, runs_root, run_dir, features)
+
+
+# The files every nightly run folder holds (DESIGN.md, `portfolio score`).
+OUTPUT_FILES = (
+    "scores.parquet",
+    "rejected.parquet",
+    "features.parquet",
+    "portfolio.json",
+    "report.html",
+    "manifest.json",
+)

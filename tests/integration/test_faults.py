@@ -31,6 +31,7 @@ import httpx
 import psutil
 import pytest
 from service_harness import (
+    OUTPUT_FILES,
     REPO,
     Server,
     ServiceHome,
@@ -421,14 +422,6 @@ def test_portfolio_score_with_a_corrupted_champion_fails_naming_it_and_writes_no
 
 # --------------------------------------------------------------------------- the nightly job
 
-OUTPUT_FILES = (
-    "scores.parquet",
-    "rejected.parquet",
-    "features.parquet",
-    "portfolio.json",
-    "report.html",
-    "manifest.json",
-)
 
 # Runs the job and stalls it (a marker file, then a long sleep) at a kill point: the
 # first progress report of a stage, or (writing) once portfolio.json is written into the

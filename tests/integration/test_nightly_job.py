@@ -21,6 +21,7 @@ import duckdb
 import pandas as pd
 import pytest
 import yaml
+from service_harness import OUTPUT_FILES
 from typer.testing import CliRunner
 
 import serving.batch as batch
@@ -30,14 +31,6 @@ from serving.batch import JobInputError, NightlyJobError, NightlyJobSettings, ru
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-OUTPUT_FILES = (
-    "scores.parquet",
-    "rejected.parquet",
-    "features.parquet",
-    "portfolio.json",
-    "report.html",
-    "manifest.json",
-)
 DESIGN_SCORE_COLUMNS = (
     "account_id",
     "as_of",
