@@ -8,6 +8,7 @@ with its workers.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -195,3 +196,17 @@ OUTPUT_FILES = (
     "report.html",
     "manifest.json",
 )
+
+
+def run_output_bytes(folder: Path) -> dict[str, bytes]:
+    """Every output file's bytes, the manifest without its `timings` (what a rerun must repeat)."""
+    files = {}
+    for name in OUTPUT_FILES:
+        data = (folder / name).read_bytes()
+        if name == "manifest.json":
+            manifest = json.loads(data)
+            assert "timings" in manifest
+            manifest.pop("timings")
+            data = json.dumps(manifest, sort_keys=True).encode()
+        files[name] = data
+    return files

@@ -36,6 +36,7 @@ from service_harness import (
     Server,
     ServiceHome,
     free_port,
+    run_output_bytes,
     start_service,
     start_with_cli,
     stop,
@@ -457,19 +458,6 @@ KILLED_JOB = textwrap.dedent(
 KILL_POINTS = ("features", "score", "write")
 
 
-def _output_bytes(folder: Path) -> dict[str, bytes]:
-    """Every output file's bytes; the manifest without its `timings` (as test_nightly_job)."""
-    files = {}
-    for name in OUTPUT_FILES:
-        data = (folder / name).read_bytes()
-        if name == "manifest.json":
-            manifest = json.loads(data)
-            manifest.pop("timings")
-            data = json.dumps(manifest, sort_keys=True).encode()
-        files[name] = data
-    return files
-
-
 @pytest.fixture(scope="module")
 def clean_run(nightly_sources: Path, champion_store: str, tmp_path_factory) -> Path:
     from serving.batch import run_nightly_job
@@ -524,6 +512,6 @@ def test_a_job_killed_mid_run_publishes_nothing_and_a_rerun_is_complete_and_iden
         assert any((runs / staged[0]).iterdir())
 
     run_nightly_job(nightly_sources, out_dir=out)
-    assert _output_bytes(out) == _output_bytes(clean_run)
+    assert run_output_bytes(out) == run_output_bytes(clean_run)
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     assert [p.name for p in runs.iterdir() if not p.name.endswith(".lock")] == ["latest"]

@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 import pytest
 import yaml
-from service_harness import OUTPUT_FILES
+from service_harness import OUTPUT_FILES, run_output_bytes
 from typer.testing import CliRunner
 
 import serving.batch as batch
@@ -60,20 +60,6 @@ PORTFOLIO_KEYS = (
     "allocation",
     "movers",
 )
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    """Every output file's bytes; the manifest without its `timings`."""
-    files = {}
-    for name in OUTPUT_FILES:
-        data = (folder / name).read_bytes()
-        if name == "manifest.json":
-            manifest = json.loads(data)
-            assert "timings" in manifest
-            manifest.pop("timings")
-            data = json.dumps(manifest, sort_keys=True).encode()
-        files[name] = data
-    return files
 
 
 def _visible(parent: Path) -> list[str]:
@@ -143,11 +129,11 @@ def test_reasons_read_in_pandas_and_duckdb(first_run: Path) -> None:
 
 
 def test_a_rerun_is_byte_identical(first_run: Path, nightly_sources: Path, tmp_path: Path) -> None:
-    before = _snapshot(first_run)
+    before = run_output_bytes(first_run)
     copy = tmp_path / "runs" / first_run.name
     shutil.copytree(first_run, copy)
     run_nightly_job(nightly_sources, out_dir=copy)
-    assert _snapshot(copy) == before
+    assert run_output_bytes(copy) == before
 
 
 def test_a_failure_late_in_the_job_leaves_the_previous_output(
@@ -155,7 +141,7 @@ def test_a_failure_late_in_the_job_leaves_the_previous_output(
 ) -> None:
     out = tmp_path / "runs" / "latest"
     shutil.copytree(first_run, out)
-    before = _snapshot(out)
+    before = run_output_bytes(out)
 
     def broken_writer(*args, **kwargs):
         raise RuntimeError("disk full while writing the report")
@@ -164,11 +150,11 @@ def test_a_failure_late_in_the_job_leaves_the_previous_output(
         patch.setattr(batch, "write_run_files", broken_writer)
         with pytest.raises(RuntimeError, match="disk full"):
             run_nightly_job(nightly_sources, out_dir=out)
-    assert _snapshot(out) == before
+    assert run_output_bytes(out) == before
     assert _visible(out.parent) == ["latest"]
 
     run_nightly_job(nightly_sources, out_dir=out)
-    assert _snapshot(out) == before
+    assert run_output_bytes(out) == before
 
 
 KILLED_JOB = textwrap.dedent(
@@ -196,7 +182,7 @@ def test_a_job_killed_while_writing_leaves_the_previous_output_and_a_rerun_compl
 ) -> None:
     out = tmp_path / "runs" / "latest"
     shutil.copytree(first_run, out)
-    before = _snapshot(out)
+    before = run_output_bytes(out)
     marker = tmp_path / "writing"
     script = tmp_path / "killed_job.py"
     script.write_text(KILLED_JOB)
@@ -219,11 +205,11 @@ def test_a_job_killed_while_writing_leaves_the_previous_output_and_a_rerun_compl
             process.kill()
 
     # the half-written temp folder is hidden; the visible output is the previous one
-    assert _snapshot(out) == before
+    assert run_output_bytes(out) == before
     assert any(name.startswith(".latest.tmp-") for name in os.listdir(out.parent))
 
     run_nightly_job(nightly_sources, out_dir=out)
-    assert _snapshot(out) == before
+    assert run_output_bytes(out) == before
     assert _visible(out.parent) == ["latest"]
 
 
@@ -244,14 +230,14 @@ def published(first_run: Path, tmp_path: Path) -> Path:
 
 
 def _assert_untouched(out: Path, before: dict[str, bytes]) -> None:
-    assert _snapshot(out) == before
+    assert run_output_bytes(out) == before
     assert _visible(out.parent) == ["latest"]
 
 
 def test_a_corrupted_input_file_is_bad_input(
     nightly_sources: Path, published: Path, tmp_path: Path
 ) -> None:
-    before = _snapshot(published)
+    before = run_output_bytes(published)
     sources = _copy_portfolio(nightly_sources, tmp_path)
     (sources.parent / "usage.parquet").write_bytes(b"PAR1 this is not parquet at all")
     with pytest.raises(JobInputError, match="usage"):
@@ -262,7 +248,7 @@ def test_a_corrupted_input_file_is_bad_input(
 def test_a_missing_table_file_is_bad_input(
     nightly_sources: Path, published: Path, tmp_path: Path
 ) -> None:
-    before = _snapshot(published)
+    before = run_output_bytes(published)
     sources = _copy_portfolio(nightly_sources, tmp_path)
     (sources.parent / "subscriptions.parquet").unlink()
     with pytest.raises(JobInputError, match="subscriptions"):
@@ -273,7 +259,7 @@ def test_a_missing_table_file_is_bad_input(
 def test_without_a_revenue_table_the_input_is_unusable(
     nightly_sources: Path, published: Path, tmp_path: Path
 ) -> None:
-    before = _snapshot(published)
+    before = run_output_bytes(published)
     sources = _copy_portfolio(nightly_sources, tmp_path)
     document = yaml.safe_load(sources.read_text())
     del document["tables"]["subscriptions"]
@@ -284,7 +270,7 @@ def test_without_a_revenue_table_the_input_is_unusable(
 
 
 def test_an_as_of_beyond_the_data_is_bad_input(nightly_sources: Path, published: Path) -> None:
-    before = _snapshot(published)
+    before = run_output_bytes(published)
     with pytest.raises(JobInputError, match="after the last date in the data"):
         run_nightly_job(nightly_sources, as_of="2099-01-01", out_dir=published)
     _assert_untouched(published, before)
@@ -293,7 +279,7 @@ def test_an_as_of_beyond_the_data_is_bad_input(nightly_sources: Path, published:
 def test_no_champion_registered_fails_clearly(
     nightly_sources: Path, published: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = _snapshot(published)
+    before = run_output_bytes(published)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     with pytest.raises(NightlyJobError, match="no champion model registered for 'churn'"):
