@@ -33,8 +33,9 @@ import glob
 import hashlib
 import logging
 import re
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +49,7 @@ from features.typed_tables import (
     TypedTable,
     empty_contract_frame,
     first_lines,
+    parsed_value_sql,
     quote_identifier,
     quote_literal,
     raw_select_sql,
@@ -86,6 +88,10 @@ DEFAULT_READ_OPTIONS: dict[FileFormat, dict[str, Any]] = {
 # The columns read_parquet adds with each row's position in its file and the file's name.
 PARQUET_ROW_NUMBER = "file_row_number"
 PARQUET_FILE_NAME = "__source_file"
+# A raw row's 0-based position in its source (across the files of a glob, in their order).
+SOURCE_ROW = "__source_row"
+# The column a split table is partitioned by (`split_sources`): the folder `<table>/__partition=<k>`.
+PARTITION_COLUMN = "__partition"
 # How much of a failing query the error message shows.
 QUERY_PREVIEW_CHARS = 300
 
@@ -150,23 +156,58 @@ class SourcesConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class SplitTable:
+    """One table of `SplitSources`: where its partitions are, and what loading it reported."""
+
+    folder: Path  # holds `__partition=<k>/*.parquet`
+    source: str  # the label of the original source in the report ("parquet usage/*.parquet")
+    ignored_columns: list[str]
+
+
+@dataclass(frozen=True)
+class SplitSources:
+    """The account-keyed tables of a `sources.yaml` split once into `count` partitions.
+
+    Written by `split_sources`: each table's raw rows (its contract columns as
+    read, before any typing, so that loading a partition types and checks them
+    as loading the original would) with their row number in the original
+    source (`SOURCE_ROW`, so that issues name the user's rows), one folder of
+    Parquet files per partition. `fingerprints` are those of the original
+    files (or query results). Tables not in `tables` (not keyed by account, or
+    empty) are read from the sources as before.
+    """
+
+    folder: Path
+    count: int
+    tables: dict[str, SplitTable] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AccountPartition:
     """One of `count` disjoint parts of the accounts: `hash(account_id) % count = index`.
 
     Loading a partition keeps, in every table keyed by account, only the rows of
-    the accounts in it (filtered in DuckDB as the files are scanned, so the rest
-    never reaches memory); `account_managers` is read whole. All rows of one
-    account land in the same partition, so per-account rules (duplicate ids,
-    orphans) hold within it. Files are hashed for the fingerprints in
-    partition 0 only (`with_fingerprints`).
+    the accounts in it: read from the partition's own files when the sources
+    were split once (`split`, see `split_sources`), otherwise filtered in DuckDB
+    as the files are scanned (every partition scans every file); the rest never
+    reaches memory. `account_managers` is read whole. All rows of one account
+    land in the same partition, so per-account rules (duplicate ids, orphans)
+    hold within it. Files are hashed for the fingerprints in partition 0 only
+    (`with_fingerprints`).
     """
 
     index: int
     count: int
+    split: SplitSources | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
             raise ValueError(f"partition {self.index} is not one of 0..{self.count - 1}")
+        if self.split is not None and self.split.count != self.count:
+            raise ValueError(
+                f"the sources were split into {self.split.count} partitions, not {self.count}"
+            )
 
     @property
     def with_fingerprints(self) -> bool:
@@ -175,9 +216,19 @@ class AccountPartition:
     def row_filter(self, table: str) -> str | None:
         """The DuckDB condition on `table`'s typed columns (`features.typed_tables.type_raw_table`);
         None when the table is read whole."""
-        if "account_id" not in CONTRACT[table].column_names or self.count == 1:
+        if not is_keyed_by_account(table) or self.count == 1:
             return None
-        return f"hash({{account_id}}) % {self.count} = {self.index}"
+        return f"{partition_key_sql(self.count)} = {self.index}"
+
+
+def partition_key_sql(count: int) -> str:
+    """The partition of a row as DuckDB SQL over its parsed `{account_id}` (a format field)."""
+    return f"hash({{account_id}}) % {count}"
+
+
+def is_keyed_by_account(table: str) -> bool:
+    """Whether contract `table` has an `account_id` column (split into partitions)."""
+    return "account_id" in CONTRACT[table].column_names
 
 
 @dataclass(frozen=True)
@@ -283,47 +334,30 @@ def load_sources(path: str | Path, partition: AccountPartition | None = None) ->
     config = read_sources_config(path)
     base_dir = path.resolve().parent
     name = config.name or base_dir.name
-
-    files: dict[str, list[Path]] = {}
-    fatal: list[Issue] = []
-    for table, source in config.tables.items():
-        if source.path is not None:
-            found = _matching_files(base_dir, source.path)
-            if found:
-                files[table] = found
-            else:
-                fatal.append(
-                    Issue(
-                        table,
-                        None,
-                        Rule.FILE_NOT_FOUND,
-                        "error",
-                        0,
-                        f"{table}: file {source.path!r} does not exist "
-                        f"(looked for {base_dir / source.path})",
-                    )
-                )
-    if fatal:
-        raise SourcesError.from_issues(fatal)
+    files = _source_files(config, base_dir)
+    split = partition.split if partition is not None else None
 
     tables: Tables = {}
     loads: list[TableLoad] = []
     issues: list[Issue] = []
     fingerprints: dict[str, str] = {}
-    with duckdb.connect() as con:
-        con.execute(f"SET file_search_path = {quote_literal(str(base_dir))}")
-        con.execute("SET TimeZone = 'UTC'")
+    fatal: list[Issue] = []
+    with _connection(base_dir) as con:
         for table, source in config.tables.items():
             started = time.perf_counter()
             try:
-                outcome = _load_table(
-                    con,
-                    table,
-                    source,
-                    files.get(table, []),
-                    read=not fatal,
-                    row_filter=partition.row_filter(table) if partition is not None else None,
-                )
+                if split is not None and table in split.tables:
+                    assert partition is not None
+                    outcome = _load_split_table(con, table, split.tables[table], partition.index)
+                else:
+                    outcome = _load_table(
+                        con,
+                        table,
+                        source,
+                        files.get(table, []),
+                        read=not fatal,
+                        row_filter=partition.row_filter(table) if partition is not None else None,
+                    )
             except duckdb.Error as error:
                 fatal.append(_read_failure(table, source, error))
                 continue
@@ -337,7 +371,11 @@ def load_sources(path: str | Path, partition: AccountPartition | None = None) ->
             loads.append(typed.load)
             issues.extend(typed.issues)
             if partition is None or partition.with_fingerprints:
-                fingerprints[table] = fingerprint or _files_fingerprint(files[table], base_dir)
+                fingerprints[table] = (
+                    fingerprint
+                    or (split.fingerprints.get(table) if split is not None else None)
+                    or _files_fingerprint(files[table], base_dir)
+                )
             logger.info(
                 "loaded %s from %s: %d of %d rows in %.2fs",
                 table,
@@ -353,23 +391,130 @@ def load_sources(path: str | Path, partition: AccountPartition | None = None) ->
     return LoadedSources(name, path, base_dir, config, completed, report, fingerprints)
 
 
-def _load_table(
+def split_sources(path: str | Path, count: int, folder: str | Path) -> SplitSources:
+    """Write the account-keyed tables of a `sources.yaml` into `folder` as `count` partitions.
+
+    One pass over each source (instead of one per partition): every raw row,
+    its contract columns as read with its row number in the source
+    (`SOURCE_ROW`), goes to `<folder>/<table>/__partition=<k>/` where
+    `k = hash(parsed account_id) % count`, the partition `AccountPartition`
+    gives it. Loading `AccountPartition(k, count, split)` then types and
+    validates exactly the rows, values and row numbers a filtered scan of the
+    sources would. The tables' columns are checked first, and a source that
+    cannot be read raises SourcesError with the same issues `load_sources`
+    names. A table whose column types Parquet does not keep, or without rows,
+    is left out (read from the source). `folder` must be empty or missing;
+    the caller removes it.
+    """
+    path = Path(path)
+    config = read_sources_config(path)
+    base_dir = path.resolve().parent
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = _source_files(config, base_dir)
+    split = SplitSources(folder, count)
+    fatal: list[Issue] = []
+    with _connection(base_dir) as con:
+        con.execute(f"SET temp_directory = {quote_literal(str(folder / '.spill'))}")
+        con.execute("SET preserve_insertion_order = false")  # rows are sorted on loading
+        for table, source in config.tables.items():
+            started = time.perf_counter()
+            keyed = is_keyed_by_account(table) and count > 1
+            try:
+                raw = _raw_table(con, table, source, files.get(table, []), read=keyed and not fatal)
+                if isinstance(raw, list):
+                    fatal.extend(raw)
+                    continue
+                if raw is None:
+                    continue
+                split_table = _write_partitions(con, table, raw, folder / table, count)
+                if split_table is not None:
+                    split.tables[table] = split_table
+                    split.fingerprints[table] = raw.fingerprint or _files_fingerprint(
+                        files[table], base_dir
+                    )
+                raw.drop(con)
+            except duckdb.Error as error:
+                fatal.append(_read_failure(table, source, error))
+                continue
+            logger.info(
+                "split %s into %d partitions in %.2fs%s",
+                table,
+                count,
+                time.perf_counter() - started,
+                "" if split_table is not None else " (not split: read from the source)",
+            )
+    shutil.rmtree(folder / ".spill", ignore_errors=True)
+    if fatal:
+        raise SourcesError.from_issues(fatal)
+    return split
+
+
+def _connection(base_dir: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET file_search_path = {quote_literal(str(base_dir))}")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _source_files(config: SourcesConfig, base_dir: Path) -> dict[str, list[Path]]:
+    """The files of each `path` table; SourcesError naming every table without any."""
+    files: dict[str, list[Path]] = {}
+    missing: list[Issue] = []
+    for table, source in config.tables.items():
+        if source.path is None:
+            continue
+        found = _matching_files(base_dir, source.path)
+        if found:
+            files[table] = found
+        else:
+            missing.append(
+                Issue(
+                    table,
+                    None,
+                    Rule.FILE_NOT_FOUND,
+                    "error",
+                    0,
+                    f"{table}: file {source.path!r} does not exist "
+                    f"(looked for {base_dir / source.path})",
+                )
+            )
+    if missing:
+        raise SourcesError.from_issues(missing)
+    return files
+
+
+@dataclass(frozen=True)
+class _RawTable:
+    """A source's chosen columns under their contract names, as read (a DuckDB view or table)."""
+
+    relation: str | None  # None: every file is empty (no rows)
+    label: str
+    ignored_columns: list[str]
+    row_number: str  # the expression of a row's 0-based position in the source
+    is_view: bool = False
+    fingerprint: str | None = None  # of the query result, for `sql` tables
+
+    def drop(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.relation is not None:
+            con.execute(f"DROP {'VIEW' if self.is_view else 'TABLE'} {self.relation}")
+
+
+def _raw_table(
     con: duckdb.DuckDBPyConnection,
     table: str,
     source: TableSource,
     files: list[Path],
     *,
     read: bool,
-    row_filter: str | None = None,
-) -> tuple[TypedTable, str | None] | list[Issue] | None:
-    """Read and type one table (only the rows `row_filter` keeps, see `type_raw_table`).
+) -> _RawTable | list[Issue] | None:
+    """The raw relation of one table's source, after checking its columns against the contract.
 
-    Returns the typed table with its fingerprint (None for `path` tables, whose
-    files are hashed by the caller), the issues when its columns do not fit the
-    contract, or None when `read` is false (only the columns were checked).
-    Raises duckdb.Error when the source cannot be read or the query fails.
+    Returns the issues when its columns do not fit the contract, or None when
+    `read` is false (only the columns were checked). Raises duckdb.Error when
+    the source cannot be read or the query fails.
     """
-    # Parquet files are typed straight from the files (no copy in DuckDB; rows are
+    # Parquet files are read straight from the files (no copy in DuckDB; rows are
     # numbered across the files in their order); every other source is
     # materialised once, since it is scanned several times.
     if source.path is not None:
@@ -378,8 +523,7 @@ def _load_table(
         if not files:
             if not read:
                 return None
-            label = f"{_source_format(source)} {source.path}"
-            return TypedTable(empty_contract_frame(table), TableLoad(table, label, 0, 0)), None
+            return _RawTable(None, f"{_source_format(source)} {source.path}", [], "rowid")
     direct = bool(files) and _source_format(source) == "parquet"
     relation_sql, label = _relation_sql(source, files, row_numbers=direct)
     source_columns = [
@@ -400,34 +544,118 @@ def _load_table(
             + raw_select_sql(
                 selection,
                 relation_sql,
-                extra=[f"{_parquet_row_number(con, files)} AS __source_row"],
+                extra=[f"{_parquet_row_number(con, files)} AS {SOURCE_ROW}"],
             )
         )
-        typed = type_raw_table(
-            con,
-            table,
-            raw_relation,
-            source=label,
-            ignored_columns=selection.ignored,
-            row_number="__source_row",
-            row_filter=row_filter,
-        )
-        con.execute(f"DROP VIEW {raw_relation}")
-        return typed, None
+        return _RawTable(raw_relation, label, selection.ignored, SOURCE_ROW, is_view=True)
     con.execute(f"CREATE TEMP TABLE {raw_relation} AS " + raw_select_sql(selection, relation_sql))
-    typed = type_raw_table(
-        con,
-        table,
-        raw_relation,
-        source=label,
-        ignored_columns=selection.ignored,
-        row_filter=row_filter,
-    )
     fingerprint = (
         _result_fingerprint(con, raw_relation, source.sql) if source.sql is not None else None
     )
-    con.execute(f"DROP TABLE {raw_relation}")
-    return typed, fingerprint
+    return _RawTable(raw_relation, label, selection.ignored, "rowid", fingerprint=fingerprint)
+
+
+def _load_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: TableSource,
+    files: list[Path],
+    *,
+    read: bool,
+    row_filter: str | None = None,
+) -> tuple[TypedTable, str | None] | list[Issue] | None:
+    """Read and type one table (only the rows `row_filter` keeps, see `type_raw_table`).
+
+    Returns the typed table with its fingerprint (None for `path` tables, whose
+    files are hashed by the caller), the issues when its columns do not fit the
+    contract, or None when `read` is false (only the columns were checked).
+    Raises duckdb.Error when the source cannot be read or the query fails.
+    """
+    raw = _raw_table(con, table, source, files, read=read)
+    if raw is None or isinstance(raw, list):
+        return raw
+    if raw.relation is None:
+        return TypedTable(empty_contract_frame(table), TableLoad(table, raw.label, 0, 0)), None
+    typed = type_raw_table(
+        con,
+        table,
+        raw.relation,
+        source=raw.label,
+        ignored_columns=raw.ignored_columns,
+        row_number=raw.row_number,
+        row_filter=row_filter,
+    )
+    raw.drop(con)
+    return typed, raw.fingerprint
+
+
+def _write_partitions(
+    con: duckdb.DuckDBPyConnection, table: str, raw: _RawTable, folder: Path, count: int
+) -> SplitTable | None:
+    """Copy `raw`'s rows with their row numbers into `folder`, one subfolder per partition.
+
+    None (nothing kept) when the table has no rows or Parquet would not keep
+    the types of its columns.
+    """
+    if raw.relation is None:
+        return None
+    raw_types = dict(
+        (row[0], row[1]) for row in con.sql(f"DESCRIBE SELECT * FROM {raw.relation}").fetchall()
+    )
+    if "account_id" not in raw_types:
+        return None
+    key = partition_key_sql(count).format(
+        account_id=parsed_value_sql(table, "account_id", raw_types["account_id"])
+    )
+    row_number = "" if raw.row_number == SOURCE_ROW else f", {raw.row_number} AS {SOURCE_ROW}"
+    con.execute(
+        f"COPY (SELECT *{row_number}, {key} AS {PARTITION_COLUMN} FROM {raw.relation}) "
+        f"TO {quote_literal(str(folder))} (FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}))"
+    )
+    written = sorted(folder.glob(f"{PARTITION_COLUMN}=*/*.parquet"))
+    if not written:
+        return None
+    split_types = dict(
+        (row[0], row[1])
+        for row in con.sql(
+            f"DESCRIBE SELECT * FROM read_parquet({quote_literal(str(written[0]))}, "
+            "hive_partitioning = false)"
+        ).fetchall()
+    )
+    if split_types != {**raw_types, SOURCE_ROW: split_types.get(SOURCE_ROW)}:
+        logger.info(
+            "%s: Parquet does not keep the types of its columns (%s as %s): read from the source",
+            table,
+            raw_types,
+            split_types,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return SplitTable(folder, raw.label, raw.ignored_columns)
+
+
+def _load_split_table(
+    con: duckdb.DuckDBPyConnection, table: str, split: SplitTable, index: int
+) -> tuple[TypedTable, None]:
+    """Type one partition of a table written by `split_sources` (its rows in source order)."""
+    files = sorted((split.folder / f"{PARTITION_COLUMN}={index}").glob("*.parquet"))
+    if files:
+        relation = (
+            f"read_parquet({_sql_value([str(file) for file in files])}, hive_partitioning = false)"
+        )
+    else:  # no account of this partition has rows in the table: its columns, no rows
+        any_files = quote_literal(str(split.folder / f"{PARTITION_COLUMN}=*" / "*.parquet"))
+        relation = f"(SELECT * FROM read_parquet({any_files}, hive_partitioning = false) LIMIT 0)"
+    typed = type_raw_table(
+        con,
+        table,
+        relation,
+        source=split.source,
+        ignored_columns=split.ignored_columns,
+        row_number=SOURCE_ROW,
+        in_row_order=True,
+    )
+    return typed, None
 
 
 def _parquet_row_number(con: duckdb.DuckDBPyConnection, files: list[Path]) -> str:

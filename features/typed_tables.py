@@ -224,6 +224,7 @@ def type_raw_table(
     ignored_columns: list[str] | None = None,
     row_number: str = "rowid",
     row_filter: str | None = None,
+    in_row_order: bool = False,
 ) -> TypedTable:
     """Type the DuckDB table or view `raw_relation` (contract-named columns) as contract `table`.
 
@@ -232,7 +233,10 @@ def type_raw_table(
     a DuckDB condition on typed columns written in braces (e.g. one partition of
     the accounts, `hash({account_id}) % 4 = 1`), keeps only the rows it holds for:
     the counts, issues and frame cover those rows. It is applied as the rows are
-    read (only the columns it names are parsed for the rows it drops).
+    read (only the columns it names are parsed for the rows it drops). With
+    `in_row_order` (or a `row_filter`) the frame's rows are sorted by `row_number`
+    (for a relation whose scan order is not the source's, e.g. one partition of a
+    split table).
     """
     spec = CONTRACT[table]
     raw_types = {
@@ -286,7 +290,7 @@ def type_raw_table(
         for column in spec.columns
     )
     # a filtered scan may return rows out of their source order: put them back in it
-    order = " ORDER BY __row" if row_filter is not None else ""
+    order = " ORDER BY __row" if row_filter is not None or in_row_order else ""
     arrow = con.sql(f"SELECT {output} FROM {view} WHERE NOT __excluded{order}").to_arrow_table()
     frame = arrow_to_contract_frame(arrow, spec)
     if row_filter is not None:
@@ -438,11 +442,7 @@ def _filtered_rows(
     table and the column holding each row's position in the source.
     """
     parsed = {
-        column.name: "("
-        + _parse_expression(
-            spec.name, column, quote_identifier(column.name), raw_types[column.name].upper()
-        )[0]
-        + ")"
+        column.name: parsed_value_sql(spec.name, column.name, raw_types[column.name])
         for column in columns
     }
     filtered = quote_identifier(f"filtered_{spec.name}")
@@ -451,6 +451,17 @@ def _filtered_rows(
         f"FROM {raw_relation} WHERE {row_filter.format_map(parsed)}"
     )
     return filtered, "__filtered_row"
+
+
+def parsed_value_sql(table: str, column: str, raw_type: str) -> str:
+    """The DuckDB expression of raw `column` (of DuckDB type `raw_type`, named as in the
+    contract) parsed as contract `table`'s column (NULL when it does not parse)."""
+    spec = CONTRACT[table]
+    column_spec = next(c for c in spec.columns if c.name == column)
+    expression, _ = _parse_expression(
+        table, column_spec, quote_identifier(column), raw_type.upper()
+    )
+    return f"({expression})"
 
 
 def _is_nested(raw_type: str) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,8 +57,10 @@ from features.sources import (
     AccountPartition,
     LoadedSources,
     SourcesError,
+    SplitSources,
     load_sources,
     read_sources_config,
+    split_sources,
 )
 from features.spark_engine import SparkEngineError, spark_account_features, spark_session
 from serving.drift import DriftSettings, drift_alerts, drift_summary, model_drift
@@ -74,7 +77,7 @@ from serving.partitions import (
 )
 from serving.portfolio import build_portfolio_summary, enrich_scores
 from serving.portfolio_inputs import PortfolioInputError
-from serving.publish import staged_run_folder, write_json, write_parquet
+from serving.publish import staged_run_folder, work_folder, write_json, write_parquet
 from serving.report import ReportInput, render_report
 from serving.runs import MANIFEST_FILE, RunInfo, default_runs_root, list_runs, previous_run
 from serving.scoring import score_accounts
@@ -262,6 +265,15 @@ def load_partition(sources_path: Path, partition: AccountPartition | None) -> Lo
     """
     try:
         return load_sources(sources_path, partition)
+    except SourcesError as error:
+        raise JobInputError(f"cannot load {sources_path}:\n{error}") from None
+
+
+def split_partitions(sources_path: Path, partitions: int, folder: Path) -> SplitSources:
+    """The account-keyed tables split once into `partitions` parts under `folder`
+    (`features.sources.split_sources`); JobInputError if a source is unreadable."""
+    try:
+        return split_sources(sources_path, partitions, folder)
     except SourcesError as error:
         raise JobInputError(f"cannot load {sources_path}:\n{error}") from None
 
@@ -738,10 +750,15 @@ def load_portfolio_inputs(
     partitions: int,
     timer: StageTimer,
     progress: ProgressCallback = _no_progress,
+    work_dir: Path | None = None,
 ) -> PortfolioInputs:
     """Load, validate and build features `partitions` partitions of the accounts at a time.
 
-    Each partition is loaded (only its accounts' rows), validated and turned
+    With more than one partition, the account-keyed tables are first split
+    into one set of files per partition, in one pass over the sources
+    (`split_partitions`), in a scratch folder under `work_dir` (default: the
+    system's temporary folder) removed when done. Each partition is then
+    loaded from its own files (only its accounts' rows), validated and turned
     into features, then its source rows are dropped; the reports, periods and
     unknown columns are merged (`serving.partitions`), and a partition whose
     features were built at another as-of date or with other unknown columns
@@ -749,6 +766,23 @@ def load_portfolio_inputs(
     dates or some optional values) is built again. The result equals loading
     everything at once. JobInputError for unusable input.
     """
+    if partitions == 1:
+        return _load_partitions(sources_path, as_of, partitions, None, timer, progress)
+    parent = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
+    with work_folder(parent, "partitions") as folder:
+        with timer("load"):
+            split = split_partitions(sources_path, partitions, folder)
+        return _load_partitions(sources_path, as_of, partitions, split, timer, progress)
+
+
+def _load_partitions(
+    sources_path: Path,
+    as_of: str | pd.Timestamp | None,
+    partitions: int,
+    split: SplitSources | None,
+    timer: StageTimer,
+    progress: ProgressCallback,
+) -> PortfolioInputs:
     requested = None
     if as_of is not None:
         try:
@@ -760,7 +794,7 @@ def load_portfolio_inputs(
     sources: LoadedSources | None = None  # the first partition's, without its tables
     progress("load", 0, partitions)
     for index in range(partitions):
-        partition = AccountPartition(index, partitions)
+        partition = AccountPartition(index, partitions, split)
         with timer("load"):
             loaded = load_partition(sources_path, partition)
         usable = usable and not [e for e in loaded.report.errors if e.rule != "empty_table"]
@@ -803,7 +837,7 @@ def load_portfolio_inputs(
     def rebuild(part: PartitionResult, unknown: dict[str, set[str]] | None) -> None:
         logger.info("building the features of partition %d again", part.index)
         with timer("load"):
-            loaded = load_partition(sources_path, AccountPartition(part.index, partitions))
+            loaded = load_partition(sources_path, AccountPartition(part.index, partitions, split))
         with timer("features"):
             part.features, part.as_of, part.unknown = partition_features(
                 loaded.tables, day, unknown
@@ -974,7 +1008,11 @@ def run_nightly_job(
     features: pd.DataFrame | None = None
     if engine == "local":
         # load, validate and build features part by part of the accounts (bounded memory)
-        inputs = load_portfolio_inputs(sources_path, as_of, partitions, timer, progress)
+        # the partitions' files are written beside the run folders
+        runs_root = Path(out_dir).absolute().parent if out_dir is not None else default_runs_root()
+        inputs = load_portfolio_inputs(
+            sources_path, as_of, partitions, timer, progress, work_dir=runs_root
+        )
         loaded, period, day, features = inputs.loaded, inputs.period, inputs.as_of, inputs.features
     else:
         with timer("load"):

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,41 @@ def staged_run_folder(out_dir: Path) -> Iterator[Path]:
         finally:
             if staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
+
+
+# Scratch folders of running jobs: `.work-<purpose>-<pid>-...` beside the runs (see `work_folder`).
+_WORK_PREFIX = ".work-"
+
+
+@contextlib.contextmanager
+def work_folder(parent: Path, purpose: str) -> Iterator[Path]:
+    """Yield an empty hidden scratch folder `<parent>/.work-<purpose>-<pid>-<random>`, removed on exit.
+
+    It is removed also when the block fails; folders of the same `purpose` left
+    by processes that no longer run (a killed job) are removed first.
+    """
+    parent = Path(parent).absolute()
+    parent.mkdir(parents=True, exist_ok=True)
+    prefix = f"{_WORK_PREFIX}{purpose}-"
+    for stale in sorted(parent.glob(f"{prefix}*")):
+        pid = stale.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def write_parquet(
