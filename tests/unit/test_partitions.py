@@ -10,7 +10,12 @@ import pytest
 
 from features.build import DataPeriod, build_account_features
 from features.issues import Issue, Rule, TableLoad, ValidationReport
-from features.sources import AccountPartition, load_sources
+from features.sources import (
+    AccountPartition,
+    SourcesError,
+    load_sources,
+    split_sources,
+)
 from features.synthetic import GeneratorSettings, generate_and_write_shards
 from serving.partitions import (
     concat_tables,
@@ -95,6 +100,81 @@ def test_partitions_split_every_account_table_and_add_up(tmp_path: Path) -> None
     # the row number of an excluded row counts across the files, as in one pass
     missing = by_rule[("subscriptions", Rule.MISSING_VALUE)]
     assert missing.examples == expected_rules[("subscriptions", Rule.MISSING_VALUE)].examples
+
+
+def _mixed_sources(tmp_path: Path) -> Path:
+    """Parquet over two files, a CSV with unparseable values, a `sql` table, some bad rows."""
+    ACCOUNTS.to_parquet(tmp_path / "accounts.parquet", index=False)
+    SUBSCRIPTIONS.iloc[:20].to_parquet(tmp_path / "subs-0.parquet", index=False)
+    SUBSCRIPTIONS.iloc[20:].to_parquet(tmp_path / "subs-1.parquet", index=False)
+    usage = pd.DataFrame(
+        {
+            "account_id": [f" A{i % 14} " for i in range(40)] + ["", "A3"],
+            "date": ["2023-02-01"] * 39 + ["not a date", "2023-03-01", "2023-13-45"],
+            "active_users": [str(i) for i in range(40)] + ["x", "5"],
+        }
+    )
+    usage.to_csv(tmp_path / "usage.csv", index=False)
+    nps = pd.DataFrame({"Customer": ["A1", "A2", "A7", None, "A11"], "Score": [9, 3, 11, 5, 7]})
+    nps.to_csv(tmp_path / "nps_raw.csv", index=False)
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            name: mixed
+            tables:
+              accounts: {path: accounts.parquet}
+              subscriptions: {path: "subs-*.parquet"}
+              usage: {path: usage.csv}
+              nps:
+                sql: >
+                  SELECT Customer AS account_id, DATE '2023-05-01' AS date, Score AS score
+                  FROM read_csv('nps_raw.csv')
+            """
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("count", [3, 40])
+def test_split_sources_load_what_a_filtered_scan_loads(tmp_path: Path, count: int) -> None:
+    """Frames, report (row numbers of the original files) and fingerprints alike; with 40
+    partitions most are empty."""
+    sources = _mixed_sources(tmp_path)
+    whole = load_sources(sources)
+    split = split_sources(sources, count, tmp_path / "split")
+    assert set(split.tables) == {"accounts", "subscriptions", "usage", "nps"}
+    assert split.fingerprints == whole.fingerprints
+    examples = []
+    for index in range(count):
+        scanned = load_sources(sources, AccountPartition(index, count))
+        loaded = load_sources(sources, AccountPartition(index, count, split))
+        assert loaded.tables.keys() == scanned.tables.keys()
+        for table, frame in scanned.tables.items():
+            pd.testing.assert_frame_equal(loaded.tables[table], frame)
+        assert loaded.report.to_dict() == scanned.report.to_dict()
+        assert loaded.fingerprints == scanned.fingerprints
+        examples += [e for i in loaded.report.issues for e in i.examples if i.table == "usage"]
+    # the row numbers point at lines of usage.csv (1 = the first row under the header)
+    rows = {example["row"]: example for example in examples if "row" in example}
+    assert rows[40]["date"] == "not a date" and rows[42]["date"] == "2023-13-45", rows
+    assert rows[41]["account_id"] in (None, ""), rows
+
+
+def test_a_split_refuses_what_loading_refuses(tmp_path: Path) -> None:
+    sources = _mixed_sources(tmp_path)
+    pd.DataFrame({"Id": ["A1"], "start_date": ["2023-01-01"], "arr": [1.0]}).to_parquet(
+        tmp_path / "subs-1.parquet", index=False
+    )
+    with pytest.raises(SourcesError) as loading:
+        load_sources(sources)
+    with pytest.raises(SourcesError) as splitting:
+        split_sources(sources, 3, tmp_path / "split")
+    assert str(splitting.value) == str(loading.value)
+    (tmp_path / "ok").mkdir()
+    split = split_sources(_mixed_sources(tmp_path / "ok"), 3, tmp_path / "ok-split")
+    with pytest.raises(ValueError, match="split into 3 partitions, not 4"):
+        AccountPartition(0, 4, split)
 
 
 def test_a_partition_index_must_be_below_the_count() -> None:

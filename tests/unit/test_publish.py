@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from serving.publish import (
     clean_stale_folders,
     dumps_json,
     staged_run_folder,
+    work_folder,
     write_json,
     write_parquet,
 )
@@ -136,3 +140,29 @@ def test_column_types_fix_the_type_of_an_empty_list_column(tmp_path: Path) -> No
     write_parquet(full, tmp_path / "full.parquet", {"reasons": reason})
     back = pd.read_parquet(tmp_path / "full.parquet")
     assert list(back["reasons"].iloc[0]) == [{"feature": "usage", "contribution": 0.5}]
+
+
+def test_a_work_folder_is_removed_after_its_block_and_when_its_process_is_gone(
+    tmp_path: Path,
+) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    stale = tmp_path / f".work-partitions-{gone.stdout.strip()}-abc"
+    running = tmp_path / f".work-partitions-{os.getppid()}-def"  # a live process
+    other = tmp_path / f".work-other-{gone.stdout.strip()}-ghi"
+    for folder in (stale, running, other):
+        (folder / "t").mkdir(parents=True)
+    with work_folder(tmp_path, "partitions") as folder:
+        assert folder.parent == tmp_path and folder.name.startswith(
+            f".work-partitions-{os.getpid()}-"
+        )
+        (folder / "usage").mkdir()
+    assert not folder.exists() and not stale.exists()
+    assert running.exists() and other.exists()
+    with pytest.raises(RuntimeError), work_folder(tmp_path, "partitions") as failed:
+        raise RuntimeError("the load failed")
+    assert not failed.exists()
