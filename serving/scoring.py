@@ -41,7 +41,7 @@ from serving.reasons import (
     reason_entries,
     top_contributions,
 )
-from serving.tree_shap import PARALLEL_MIN_ROWS, TreeShapTables
+from serving.tree_shap import PARALLEL_MIN_ROWS, TreeShapTables, explain_all
 from training.model import CalibratedBoostedClassifier, apply_calibrator, numeric_column
 from training.registry import Champion
 
@@ -130,25 +130,53 @@ def score_matrix(
     reason_method: ReasonMethod = DEFAULT_REASON_METHOD,
 ) -> ModelScores:
     """Score a model matrix (from `model.prepare`) with one model; `target` labels the reasons."""
+    return _score_matrices([(target, model, matrix)], top_k, reason_method)[0]
+
+
+def _score_matrices(
+    jobs: Sequence[tuple[str, CalibratedBoostedClassifier, np.ndarray]],
+    top_k: int,
+    reason_method: ReasonMethod,
+) -> list[ModelScores]:
+    """`score_matrix` for several (target, model, matrix): exact TreeSHAP runs for all the
+    models side by side (`serving.tree_shap.explain_all`), which also gives the raw scores."""
     if reason_method not in REASON_METHODS:
         raise ValueError(f"reason_method must be one of {REASON_METHODS}, got {reason_method!r}")
+    if reason_method == "tree_shap" and top_k > 0:
+        explained = explain_all([(tree_shap_tables(model), matrix) for _, model, matrix in jobs])
+    else:
+        explained = [_raw_and_contributions(model, matrix, top_k) for _, model, matrix in jobs]
+    return [
+        _model_scores(target, model, matrix, raw, contributions, top_k)
+        for (target, model, matrix), (raw, contributions) in zip(jobs, explained, strict=True)
+    ]
+
+
+def _raw_and_contributions(
+    model: CalibratedBoostedClassifier, matrix: np.ndarray, top_k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """LightGBM's raw scores, with path attributions when reasons are asked for."""
     n_rows = matrix.shape[0]
     booster = model.booster_
     threads = booster_threads(n_rows)
     if n_rows == 0:
-        raw = np.empty(0)
-        contributions = np.empty((0, matrix.shape[1]))
-    elif top_k <= 0:
+        return np.empty(0), np.empty((0, matrix.shape[1]))
+    if top_k <= 0:
         raw = np.asarray(booster.predict(matrix, raw_score=True, **threads), dtype=np.float64)
-        contributions = np.empty((n_rows, 0))
-    elif reason_method == "path":
-        leaves = booster.predict(matrix, pred_leaf=True, **threads)
-        raw, contributions = path_attributions(model).attribute(
-            np.asarray(leaves).reshape(n_rows, -1)
-        )
-    else:
-        raw = np.asarray(booster.predict(matrix, raw_score=True, **threads), dtype=np.float64)
-        contributions = tree_shap_tables(model).contributions(matrix)
+        return raw, np.empty((n_rows, 0))
+    leaves = booster.predict(matrix, pred_leaf=True, **threads)
+    return path_attributions(model).attribute(np.asarray(leaves).reshape(n_rows, -1))
+
+
+def _model_scores(
+    target: str,
+    model: CalibratedBoostedClassifier,
+    matrix: np.ndarray,
+    raw: np.ndarray,
+    contributions: np.ndarray,
+    top_k: int,
+) -> ModelScores:
+    n_rows = matrix.shape[0]
     probability = apply_calibrator(model.calibrator_, raw)
     if top_k <= 0 or n_rows == 0:
         return ModelScores(probability, raw, [[] for _ in range(n_rows)])
@@ -182,11 +210,13 @@ def score_accounts(
     account_ids = features[ID_COLUMN].astype("string").tolist()
     arr = numeric_column(features[ARR_FEATURE], ARR_FEATURE)
     _check_arr(arr, account_ids)
-    churn_scores = score_matrix(
-        "churn", churn.model, churn.model.prepare(features), top_k, reason_method
-    )
-    upsell_scores = score_matrix(
-        "upsell", upsell.model, upsell.model.prepare(features), top_k, reason_method
+    churn_scores, upsell_scores = _score_matrices(
+        [
+            ("churn", churn.model, churn.model.prepare(features)),
+            ("upsell", upsell.model, upsell.model.prepare(features)),
+        ],
+        top_k,
+        reason_method,
     )
     as_of = (
         features[AS_OF_COLUMN].to_numpy()
@@ -252,11 +282,13 @@ def score_records(
         arr_values.append(_record_arr(record, account_ids[-1]))
     arr = np.asarray(arr_values, dtype=np.float64)
     _check_arr(arr, account_ids)
-    churn_scores = score_matrix(
-        "churn", churn.model, churn.model.prepare(records), top_k, reason_method
-    )
-    upsell_scores = score_matrix(
-        "upsell", upsell.model, upsell.model.prepare(records), top_k, reason_method
+    churn_scores, upsell_scores = _score_matrices(
+        [
+            ("churn", churn.model, churn.model.prepare(records)),
+            ("upsell", upsell.model, upsell.model.prepare(records)),
+        ],
+        top_k,
+        reason_method,
     )
     reasons = _combined_reasons(churn_scores, upsell_scores)
     p_churn = churn_scores.probability.tolist()

@@ -56,14 +56,17 @@ direction, categorical bitsets, NaN or negative categories to the right.
 
 from __future__ import annotations
 
+import functools
 import math
-import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # A group's table has 2^(index bits) rows; subtrees needing more bits are cut further.
 GROUP_BITS = 14
@@ -73,18 +76,17 @@ LEAF_BITS = 10
 MAX_TABLE_MB = 256.0
 # Leaves with more distinct path features than this cannot be explained (index bits are int64).
 MAX_PATH_FEATURES = 62
-# Rows per block: a block runs tree by tree, blocks run in parallel.
-BLOCK_ROWS = 512
+# Rows per block: a block runs tree by tree (a tree's tables are reused by all its rows).
+BLOCK_ROWS = 4096
 # Deep leaves' contributions are remembered for this many patterns per block (a power of 2).
 MEMO_SLOTS = 64
-# Fewer rows than this (two blocks) are explained on the calling thread.
-PARALLEL_MIN_ROWS = 2 * BLOCK_ROWS
+# Fewer rows than this (all models together) are explained on the calling thread.
+PARALLEL_MIN_ROWS = 64
 # Choosing the cut: the cost of a group is its values read per row, plus the index
 # bookkeeping of a lookup, plus a charge for its table's size (tables that stay in cache).
 _LOOKUP_COST = 2.0
 _COST_PER_TABLE_KB = 0.1
 
-_PARALLEL_LOCK = threading.Lock()
 _MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
 # node kinds in the kernel
 _NUMERIC, _NUMERIC_ZERO_MISSING, _CATEGORICAL = 0, 1, 2
@@ -125,6 +127,13 @@ class TreeShapTables:
     # aligned with group_feature
     group_leaf_value: np.ndarray
     group_zero_fraction: np.ndarray
+    # the raw score: a tabulated group's leaf reached for each of its inside decisions
+    # (group_leaf_start[g] + index >> group_anc_bits[g], when no bit above is broken), a
+    # deep leaf's value when its index is 0, and the value of each tree without splits
+    group_anc_bits: np.ndarray
+    group_leaf_start: np.ndarray
+    leaf_values: np.ndarray
+    tree_constant: np.ndarray
     # Gauss-Legendre points on [0, 1]: row d holds the points for d features.
     gauss_points: np.ndarray
     gauss_weights: np.ndarray
@@ -159,21 +168,12 @@ class TreeShapTables:
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """TreeSHAP contributions (n, n_features) in raw-score space (bias not included)."""
-        matrix = np.ascontiguousarray(matrix, dtype=np.float64)
-        if matrix.ndim != 2 or matrix.shape[1] < self.n_features:
-            raise ValueError(
-                f"expected a matrix with {self.n_features} feature columns, got {matrix.shape}"
-            )
-        out = np.zeros((matrix.shape[0], self.n_features), dtype=np.float64)
-        if matrix.shape[0] == 0:
-            return out
-        if matrix.shape[0] < PARALLEL_MIN_ROWS:
-            _explain_serial(matrix, out, *self._arrays())
-        else:
-            # Numba's default threading layer runs one parallel region at a time.
-            with _PARALLEL_LOCK:
-                _explain_parallel(matrix, out, *self._arrays())
-        return out
+        return self.explain(matrix)[1]
+
+    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores (n,), bit for bit LightGBM's `predict(raw_score=True)`, and TreeSHAP
+        contributions (n, n_features)."""
+        return explain_all([(self, matrix)])[0]
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
         return (
@@ -197,9 +197,76 @@ class TreeShapTables:
             self.table,
             self.group_leaf_value,
             self.group_zero_fraction,
+            self.group_anc_bits,
+            self.group_leaf_start,
+            self.leaf_values,
+            self.tree_constant,
             self.gauss_points,
             self.gauss_weights,
         )
+
+
+def explain_all(
+    jobs: Sequence[tuple[TreeShapTables, np.ndarray]],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(raw scores, contributions) for each (tables, matrix), computed side by side.
+
+    Every model's rows are cut into chunks of up to `BLOCK_ROWS` (and into at least as
+    many chunks in all as there are threads); the chunks run on a shared pool of
+    `explain_threads()` threads (the kernel releases the GIL), or on the calling thread
+    when there are fewer than `PARALLEL_MIN_ROWS` rows in all. A row's values do not
+    depend on its chunk.
+    """
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    tasks: list[tuple[TreeShapTables, np.ndarray, np.ndarray, np.ndarray]] = []
+    for tables, matrix in jobs:
+        matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] < tables.n_features:
+            raise ValueError(
+                f"expected a matrix with {tables.n_features} feature columns, got {matrix.shape}"
+            )
+        raw = np.zeros(matrix.shape[0], dtype=np.float64)
+        out = np.zeros((matrix.shape[0], tables.n_features), dtype=np.float64)
+        results.append((raw, out))
+        tasks.append((tables, matrix, raw, out))
+    total = sum(matrix.shape[0] for _, matrix, _, _ in tasks)
+    threads = explain_threads()
+    if total < PARALLEL_MIN_ROWS or threads == 1:
+        for tables, matrix, raw, out in tasks:
+            if matrix.shape[0]:
+                _explain_rows(matrix, out, raw, *tables._arrays())
+        return results
+    chunks = []
+    at_least = -(-threads // len(tasks))  # chunks per model so that every thread has one
+    for tables, matrix, raw, out in tasks:
+        n = matrix.shape[0]
+        if n == 0:
+            continue
+        n_chunks = min(n, max(-(-n // BLOCK_ROWS), at_least))
+        size = -(-n // n_chunks)
+        for start in range(0, n, size):
+            rows = slice(start, min(n, start + size))
+            chunks.append((matrix[rows], out[rows], raw[rows], tables._arrays()))
+    for future in [_pool().submit(_explain_chunk, *chunk) for chunk in chunks]:
+        future.result()
+    return results
+
+
+def explain_threads() -> int:
+    """Threads that explain rows side by side (`NUMBA_NUM_THREADS`, by default the CPUs)."""
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def _explain_chunk(
+    matrix: np.ndarray, out: np.ndarray, raw: np.ndarray, arrays: tuple[np.ndarray, ...]
+) -> None:
+    _explain_rows(matrix, out, raw, *arrays)
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The shared pool (created on first use, one per process)."""
+    return ThreadPoolExecutor(explain_threads(), thread_name_prefix="tree-shap")
 
 
 # ------------------------------------------------------------------ one leaf's table
@@ -309,6 +376,8 @@ class _Flat:
     group_features: list[list[int]] = field(default_factory=list)
     group_leaf_value: list[float] = field(default_factory=list)
     group_zero_fractions: list[list[float]] = field(default_factory=list)
+    group_leaf_slots: list[int] = field(default_factory=list)  # 2^(inside splits), 0 if deep
+    tree_constant: list[float] = field(default_factory=list)
     # leaves of tabulated groups, for filling the tables
     fill_group: list[int] = field(default_factory=list)
     fill_value: list[float] = field(default_factory=list)
@@ -324,6 +393,7 @@ def _build_tables(
 ) -> TreeShapTables:
     n_features = int(dump["max_feature_idx"]) + 1
     roots: list[_Node | None] = []
+    constants: list[float] = []  # the value of a tree without splits (0.0 for the others)
     expected_value = 0.0
     for tree in dump["tree_info"]:
         if tree.get("is_linear"):
@@ -332,14 +402,17 @@ def _build_tables(
         if "split_feature" not in root_dict:
             expected_value += float(root_dict.get("leaf_value", 0.0))
             roots.append(None)
+            constants.append(float(root_dict.get("leaf_value", 0.0)))
         else:
             expected_value += _expected_value(root_dict)
             roots.append(_read_tree(root_dict))
+            constants.append(0.0)
     for bits, leaves in _fallback_bits(group_bits, leaf_bits):
         flat = _Flat()
-        for root in roots:
+        for root, constant in zip(roots, constants, strict=True):
             if root is not None:
                 _add_tree(root, flat, bits, leaves)
+            flat.tree_constant.append(constant)
             flat.tree_node_start.append(len(flat.node_feature))
             flat.tree_group_start.append(len(flat.group_bits))
         if flat.table_values * 8 <= max_table_mb * 1e6:
@@ -445,10 +518,12 @@ def _add_tree(root: _Node, flat: _Flat, group_bits: int, leaf_bits: int) -> None
                     f"TreeSHAP tables handle at most {MAX_PATH_FEATURES}"
                 )
             flat.group_bits.append(-1)
+            flat.group_leaf_slots.append(0)
             flat.group_leaf_value.append(leaf.value)
             flat.group_zero_fractions.append([z for _, z in leaf.path_slots])
             continue
         flat.group_bits.append(group.n_anc_bits + len(group.split_nodes))
+        flat.group_leaf_slots.append(2 ** len(group.split_nodes))
         flat.table_values += 2 ** flat.group_bits[-1] * len(group.features)
         flat.group_leaf_value.append(0.0)
         flat.group_zero_fractions.append([0.0] * len(group.features))
@@ -543,6 +618,9 @@ def _arrays_from(
     feature_start[1:] = np.cumsum(n_group_features)
     table = np.zeros(int(sizes.sum()), dtype=np.float64)
 
+    leaf_slots = np.asarray(flat.group_leaf_slots, dtype=np.int64)
+    leaf_start = np.where(bits >= 0, np.cumsum(leaf_slots) - leaf_slots, -1).astype(np.int64)
+    leaf_values = np.zeros(int(leaf_slots.sum()), dtype=np.float64)
     gauss_points, gauss_weights = _gauss_tables(max(flat.max_depth, 1))
     fill_slot_start = np.zeros(len(flat.fill_group) + 1, dtype=np.int64)
     fill_slot_start[1:] = np.cumsum([len(p) for p in flat.fill_positions])
@@ -566,6 +644,8 @@ def _arrays_from(
         np.asarray(flat.group_anc_bits, dtype=np.int64),
         gauss_points,
         gauss_weights,
+        leaf_values,
+        leaf_start,
     )
     return TreeShapTables(
         n_features=n_features,
@@ -593,6 +673,10 @@ def _arrays_from(
         group_zero_fraction=np.asarray(
             [z for zs in flat.group_zero_fractions for z in zs], dtype=np.float64
         ),
+        group_anc_bits=np.asarray(flat.group_anc_bits, dtype=np.int64),
+        group_leaf_start=leaf_start,
+        leaf_values=leaf_values,
+        tree_constant=np.asarray(flat.tree_constant, dtype=np.float64),
         gauss_points=gauss_points,
         gauss_weights=gauss_weights,
     )
@@ -602,9 +686,10 @@ def _arrays_from(
 def _fill_tables(
     table, table_start, bits, n_group_features, fill_group, fill_value,
     fill_slot_start, fill_position, fill_zero_fraction, fill_path_start, fill_path,
-    n_anc_bits, gauss_points, gauss_weights,
+    n_anc_bits, gauss_points, gauss_weights, leaf_values, leaf_start,
 ):  # fmt: skip
-    """Sum every tabulated group's leaves' contributions for each of its indexes."""
+    """Sum every tabulated group's leaves' contributions for each of its indexes, and note
+    which leaf each of its inside decisions reaches."""
     for k in range(fill_group.shape[0]):
         g = fill_group[k]
         first = fill_slot_start[k]
@@ -626,6 +711,8 @@ def _fill_tables(
                 left = (index >> (n_anc + fill_path[step, 0])) & 1
                 if left != fill_path[step, 1]:
                     broken |= np.int64(1) << fill_path[step, 2]
+            if broken == 0:  # the row reaches this leaf
+                leaf_values[leaf_start[g] + (index >> n_anc)] = fill_value[k]
             pattern = full & ~broken
             base = table_start[g] + index * nf
             for s in range(d):
@@ -667,7 +754,7 @@ def _expected_value(root: dict[str, Any]) -> float:
 # ------------------------------------------------------------------ the compiled kernel
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decide(
     Xt, n_rows, node, left, node_feature, node_threshold, node_kind, node_nan_left,
     node_default_left, node_cat_start, node_cat_words, cat_bits,
@@ -704,14 +791,15 @@ def _decide(
                 left[i] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _explain_block(
-    X, out, start, stop, Xt, left, index, bases, acc, memo_tags, memo_values,
+    X, out, raw, start, stop, Xt, left, index, bases, acc, raw_acc, memo_tags, memo_values,
     tree_node_start, node_feature, node_threshold, node_kind, node_nan_left,
     node_default_left, node_cat_start, node_cat_words, cat_bits,
     node_incidence_start, incidence_group, incidence_shift, incidence_flip,
     tree_group_start, group_table_start, group_feature_start, group_feature, table,
-    group_leaf_value, group_zero_fraction, gauss_points, gauss_weights,
+    group_leaf_value, group_zero_fraction, group_anc_bits, group_leaf_start, leaf_values,
+    tree_constant, gauss_points, gauss_weights,
 ):  # fmt: skip
     n_rows = stop - start
     for i in range(n_rows):  # feature-major copy of the block: the decisions vectorise
@@ -719,6 +807,10 @@ def _explain_block(
             Xt[f, i] = X[start + i, f]
     n_trees = tree_node_start.shape[0] - 1
     for t in range(n_trees):
+        if tree_node_start[t + 1] == tree_node_start[t]:  # a tree without splits
+            for i in range(n_rows):
+                raw_acc[i] += tree_constant[t]
+            continue
         g0 = tree_group_start[t]
         n_groups = tree_group_start[t + 1] - g0
         for g in range(n_groups):
@@ -741,6 +833,14 @@ def _explain_block(
             nf = group_feature_start[group + 1] - first
             base0 = group_table_start[group]
             if base0 >= 0:
+                # the raw score: the leaf reached, when the row reaches the subtree (exactly
+                # one group per tree; adding 0.0 elsewhere keeps LightGBM's sum bit for bit)
+                n_anc = group_anc_bits[group]
+                above = (np.int64(1) << n_anc) - 1
+                leaf0 = group_leaf_start[group]
+                for i in range(n_rows):
+                    reached = leaf_values[leaf0 + (index[g, i] >> n_anc)]
+                    raw_acc[i] += reached if (index[g, i] & above) == 0 else 0.0
                 for i in range(n_rows):
                     bases[i] = base0 + index[g, i] * nf
                 for j in range(nf):
@@ -750,6 +850,8 @@ def _explain_block(
             else:  # a deep leaf: integrated once per distinct pattern in the block
                 memo_tags[:] = -1
                 for i in range(n_rows):
+                    if index[g, i] == 0:
+                        raw_acc[i] += group_leaf_value[group]
                     pattern = ((np.int64(1) << nf) - 1) & ~index[g, i]
                     slot = (pattern ^ (pattern >> 6) ^ (pattern >> 12)) & (MEMO_SLOTS - 1)
                     if memo_tags[slot] != pattern:
@@ -762,11 +864,12 @@ def _explain_block(
                     for j in range(nf):
                         acc[group_feature[first + j], i] += memo_values[slot, j]
     for i in range(n_rows):
+        raw[start + i] = raw_acc[i]
         for f in range(out.shape[1]):
             out[start + i, f] = acc[f, i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _deep_leaf(result, pattern, d, value, zero_fractions, points, weights):
     """A leaf without a table: its d contributions for `pattern`, by quadrature."""
     for s in range(d):
@@ -786,7 +889,7 @@ def _deep_leaf(result, pattern, d, value, zero_fractions, points, weights):
         result[s] *= value * (((pattern >> s) & 1) - zero_fractions[s])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _max_groups(tree_group_start):
     most = 1
     for t in range(tree_group_start.shape[0] - 1):
@@ -794,28 +897,11 @@ def _max_groups(tree_group_start):
     return most
 
 
-@njit(cache=True, parallel=True)
-def _explain_parallel(X, out, *arrays):
-    n_rows = X.shape[0]
-    n_blocks = (n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS
-    most = _max_groups(arrays[13])
-    for b in prange(n_blocks):
-        Xt = np.empty((X.shape[1], BLOCK_ROWS))
-        left = np.empty(BLOCK_ROWS, dtype=np.int64)
-        index = np.empty((most, BLOCK_ROWS), dtype=np.int64)
-        bases = np.empty(BLOCK_ROWS, dtype=np.int64)
-        acc = np.zeros((out.shape[1], BLOCK_ROWS))
-        memo_tags = np.empty(MEMO_SLOTS, dtype=np.int64)
-        memo_values = np.empty((MEMO_SLOTS, 2 * MAX_PATH_FEATURES))
-        start = b * BLOCK_ROWS
-        stop = min(n_rows, start + BLOCK_ROWS)
-        _explain_block(
-            X, out, start, stop, Xt, left, index, bases, acc, memo_tags, memo_values, *arrays
-        )
+@njit(cache=True, nogil=True)
+def _explain_rows(X, out, raw, *arrays):
+    """Contributions (out) and raw scores (raw) of the rows of X, block by block.
 
-
-@njit(cache=True)
-def _explain_serial(X, out, *arrays):
+    Releases the GIL: chunks of rows (or different models) run on threads side by side."""
     n_rows = X.shape[0]
     most = _max_groups(arrays[13])
     block = max(1, min(n_rows, BLOCK_ROWS))  # one row (the service): no block-sized scratch
@@ -824,11 +910,14 @@ def _explain_serial(X, out, *arrays):
     index = np.empty((most, block), dtype=np.int64)
     bases = np.empty(block, dtype=np.int64)
     acc = np.empty((out.shape[1], block))
+    raw_acc = np.empty(block)
     memo_tags = np.empty(MEMO_SLOTS, dtype=np.int64)
     memo_values = np.empty((MEMO_SLOTS, 2 * MAX_PATH_FEATURES))
     for start in range(0, n_rows, block):
         acc[:] = 0.0
+        raw_acc[:] = 0.0
         stop = min(n_rows, start + block)
         _explain_block(
-            X, out, start, stop, Xt, left, index, bases, acc, memo_tags, memo_values, *arrays
-        )
+            X, out, raw, start, stop, Xt, left, index, bases, acc, raw_acc, memo_tags,
+            memo_values, *arrays,
+        )  # fmt: skip
