@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from queue import Queue
@@ -112,15 +112,38 @@ def data_period(tables: Tables) -> DataPeriod:
         dates = frame[column]
         if not pd.api.types.is_datetime64_any_dtype(dates):
             dates = pd.to_datetime(dates, errors="coerce", format="mixed")
-        if dates.notna().any():
-            starts[name] = pd.Timestamp(dates.min())
-            ends.append(pd.Timestamp(dates.max()))
+        bounds = _date_bounds(dates)
+        if bounds is not None:
+            starts[name] = bounds[0]
+            ends.append(bounds[1])
     if not starts:
         raise FeatureError(
             "the tables hold no dated rows: features need at least one row in "
             f"{' or '.join(REVENUE_TABLES)}"
         )
     return DataPeriod(min(starts.values()), max(ends), starts)
+
+
+def _date_bounds(dates: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last of some dates (missing ones aside), or None when all are missing.
+
+    On the integers under naive NumPy dates (NaT is the smallest integer),
+    several times cheaper than pandas' min and max.
+    """
+    values = dates.to_numpy()
+    if not (isinstance(values, np.ndarray) and values.dtype.kind == "M"):  # e.g. with a zone
+        known = dates.dropna()
+        return None if known.empty else (pd.Timestamp(known.min()), pd.Timestamp(known.max()))
+    unit, _ = np.datetime_data(values.dtype)
+    missing = np.isnat(values)
+    if missing.all():
+        return None
+    numbers = values.view(np.int64)
+    last = numbers.max()  # NaT is below every date
+    first = np.where(missing, last, numbers).min() if missing.any() else numbers.min()
+    return pd.Timestamp(np.datetime64(int(first), unit)), pd.Timestamp(
+        np.datetime64(int(last), unit)
+    )
 
 
 def check_as_of(period: DataPeriod, as_of: AsOf) -> pd.Timestamp:
@@ -329,7 +352,7 @@ class FeatureSession:
     contract dtypes are used as they are; other frames are typed by the
     loader's rules first and rejected with FeatureError when they have
     errors. DuckDB reads each table's contract columns as an Arrow table
-    (`_arrow_table`: missing values as nulls), which it scans faster than
+    (`_arrow_tables`: missing values as nulls), which it scans faster than
     the pandas frame.
 
     Account ids reach DuckDB as integer codes into the sorted list of every
@@ -345,17 +368,20 @@ class FeatureSession:
         self.period = data_period(self.tables)
         self.features = included_features(self.columns)
         self.account_ids = _sorted_ids(self.tables)
-        # The longest tables first, so that the threads finish together.
-        names = sorted(self.tables, key=lambda name: len(self.tables[name]), reverse=True)
-        with ThreadPoolExecutor(max_workers=ENCODING_THREADS) as pool:  # arrow frees the GIL
-            arrow = pool.map(
-                lambda name: _arrow_table(name, self.tables[name], self.account_ids), names
+        # The tables become Arrow tables on the session's threads (Arrow frees the GIL),
+        # the longest first; the blocks queue up behind them on the same threads, so a
+        # block starts as soon as a thread is free and its tables are there.
+        self._pool = ThreadPoolExecutor(max_workers=SESSION_THREADS)
+        self._arrow_jobs: dict[str, Future[dict[str, pa.Table]]] = {}
+        for group in _balanced_groups(self.tables, SESSION_THREADS):
+            job = self._pool.submit(
+                _arrow_tables, {name: self.tables[name] for name in group}, self.account_ids
             )
-            self._arrow_tables = dict(zip(names, arrow, strict=True))
+            self._arrow_jobs.update(dict.fromkeys(group, job))
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
-        for name, table in self._arrow_tables.items():
-            self._register(name, table)
+        # Per connection (by id), the tables whose views it has.
+        self._views: dict[int, set[str]] = {}
         self._cursors: Queue[duckdb.DuckDBPyConnection] | None = None
 
     def __enter__(self) -> FeatureSession:
@@ -370,14 +396,35 @@ class FeatureSession:
         self.close()
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         if self._cursors is not None:
             while not self._cursors.empty():
                 self._cursors.get().close()
         self._con.close()
 
+    @property
+    def arrow_tables(self) -> dict[str, pa.Table]:
+        """The tables as DuckDB reads them (see `_arrow_tables`), once all are converted."""
+        return {name: job.result()[name] for name, job in self._arrow_jobs.items()}
+
     def query(self, sql: str) -> pd.DataFrame:
         """Run SQL over the contract views; account id codes in the result become ids again."""
-        return self._decode_ids(self._con.sql(sql).df())
+        return self._decode_ids(self._with_views(self._con, self.tables).sql(sql).df())
+
+    def _with_views(
+        self, con: duckdb.DuckDBPyConnection, names: Iterable[str]
+    ) -> duckdb.DuckDBPyConnection:
+        """`con` with a view of each of these tables, waiting for its Arrow table if need be.
+
+        The views are temporary (each connection has its own), so that a
+        block can read its tables while others are still being converted.
+        """
+        have = self._views.setdefault(id(con), set())
+        for name in names:
+            if name not in have:
+                self._register(con, name, self._arrow_jobs[name].result()[name])
+                have.add(name)
+        return con
 
     def _decode_ids(self, frame: pd.DataFrame) -> pd.DataFrame:
         if "account_id" in frame.columns:
@@ -401,8 +448,8 @@ class FeatureSession:
 
         The same result as `plan.single_query()`, faster in DuckDB:
 
-        - the blocks are independent GROUP BY queries: `BLOCK_THREADS` of them
-          run at once, each on one DuckDB thread (a GROUP BY over ~100,000
+        - the blocks are independent GROUP BY queries: `SESSION_THREADS` of
+          them run at once, each on one DuckDB thread (a GROUP BY over ~100,000
           accounts costs about a quarter more CPU split over two threads than
           on one), the largest source tables first so that the long ones do
           not finish last; only the blocks that read `spine` (the active
@@ -425,6 +472,7 @@ class FeatureSession:
         def run_block(sql: str) -> pa.Table:
             cursor = cursors.get()
             try:
+                self._with_views(cursor, self._tables_read(sql))
                 if spines:
                     cursor.register("spine", spines[0])
                 return cursor.sql(sql).to_arrow_table()
@@ -434,16 +482,22 @@ class FeatureSession:
         (threads,) = self._con.sql("SELECT current_setting('threads')").fetchall()
         self._con.execute("SET threads = 1")
         try:
-            with ThreadPoolExecutor(max_workers=BLOCK_THREADS) as pool:
-                revenue_job = pool.submit(run_block, revenue_sql)
-                free_jobs = [pool.submit(run_block, sql) for sql in free_blocks]
-                revenue = revenue_job.result()
-                spine = revenue.filter(pc.greater(revenue["arr"], ARR_EPSILON))
-                spine = spine.select(["account_id", "arr"]).sort_by("account_id")
-                spines.append(spine)
-                spine_jobs = [pool.submit(run_block, sql) for sql in spine_blocks]
-                blocks = [revenue, *(job.result() for job in free_jobs + spine_jobs)]
-            aggregates = _line_up(spine["account_id"], blocks)
+            # Behind any table still being converted on the session's threads.
+            revenue_job = self._pool.submit(run_block, revenue_sql)
+            free_jobs = [self._pool.submit(run_block, sql) for sql in free_blocks]
+            revenue = revenue_job.result()
+            spine = revenue.filter(pc.greater(revenue["arr"], ARR_EPSILON))
+            spine = spine.select(["account_id", "arr"]).sort_by("account_id")
+            spines.append(spine)
+            spine_jobs = [self._pool.submit(run_block, sql) for sql in spine_blocks]
+            jobs = [revenue_job, *free_jobs, *spine_jobs]
+            # Each block is lined up as soon as it is done, while the others run.
+            line_up = _LineUp(spine["account_id"], len(self.account_ids))
+            lined_up = {id(job): line_up(job.result()) for job in as_completed(jobs)}
+            columns = {"account_id": spine["account_id"]}
+            for job in jobs:
+                columns.update(lined_up[id(job)])
+            aggregates = pa.table(columns)
             self._con.register("aggregates", aggregates)
             try:
                 result = self._con.sql(plan.select_sql("aggregates", ordered=False))
@@ -456,22 +510,21 @@ class FeatureSession:
             table = table.sort_by("account_id")  # DuckDB kept the order so far
         return self._decode_ids(table.to_pandas())
 
+    def _tables_read(self, sql: str) -> list[str]:
+        """The contract tables a query names."""
+        return [name for name in self.tables if re.search(rf"\b{name}\b", sql)]
+
     def _block_rows(self, sql: str) -> int:
         """Rows of the largest contract table a block reads (to run the long blocks first)."""
-        return max(
-            (len(frame) for name, frame in self.tables.items() if re.search(rf"\b{name}\b", sql)),
-            default=0,
-        )
+        return max((len(self.tables[name]) for name in self._tables_read(sql)), default=0)
 
     def _block_cursors(self) -> Queue[duckdb.DuckDBPyConnection]:
-        """Connections to the session's database, each with the frames registered."""
+        """Connections to the session's database, one per thread (views: `_with_views`)."""
         if self._cursors is None:
             self._cursors = Queue()
-            for _ in range(BLOCK_THREADS):
+            for _ in range(SESSION_THREADS):
                 cursor = self._con.cursor()
                 cursor.execute("SET TimeZone = 'UTC'")
-                for name, table in self._arrow_tables.items():
-                    cursor.register(f"frame_{name}", table)
                 self._cursors.put(cursor)
         return self._cursors
 
@@ -524,10 +577,10 @@ class FeatureSession:
         frame = self.query(fill_dates(sql, day))
         return frame.astype({"account_id": "str", "as_of": "datetime64[ns]", "arr": "float64"})
 
-    def _register(self, name: str, table: pa.Table) -> None:
+    def _register(self, con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
         spec = CONTRACT[name]
         raw = f"frame_{name}"
-        self._con.register(raw, table)
+        con.register(raw, table)
         columns = []
         for column in spec.columns:
             kind = "INTEGER" if column.name in ACCOUNT_ID_COLUMNS else DUCKDB_TYPES[column.type]
@@ -535,8 +588,8 @@ class FeatureSession:
                 columns.append(f"CAST({quote_identifier(column.name)} AS {kind}) AS {column.name}")
             else:
                 columns.append(f"CAST(NULL AS {kind}) AS {column.name}")
-        self._con.execute(
-            f"CREATE VIEW {quote_identifier(name)} AS SELECT {', '.join(columns)} "
+        con.execute(
+            f"CREATE TEMP VIEW {quote_identifier(name)} AS SELECT {', '.join(columns)} "
             f"FROM {quote_identifier(raw)}"
         )
 
@@ -562,9 +615,8 @@ class FeatureSession:
 
 # Columns holding account ids (coded as integers inside a session).
 ACCOUNT_ID_COLUMNS: frozenset[str] = frozenset({"account_id", "parent_account_id"})
-# Threads that code the ids of the tables in parallel, and that run blocks at the same time.
-ENCODING_THREADS = 2
-BLOCK_THREADS = 2
+# Threads of a session: they convert the tables to Arrow, then run the blocks (two at a time).
+SESSION_THREADS = 2
 # Rows `FeatureSession.unknown_columns` looks at a time.
 UNKNOWN_SCAN_ROWS = 65_536
 
@@ -574,19 +626,27 @@ def _reads_spine(sql: str) -> bool:
     return re.search(r"\bspine\b", sql) is not None
 
 
-def _line_up(accounts: pa.ChunkedArray, blocks: Iterable[pa.Table]) -> pa.Table:
-    """One table: `accounts` (account codes) and every other column of the blocks, by account.
+class _LineUp:
+    """A block's aggregates by account: one row per account of `accounts` (account codes).
 
     A block's row for an account lands on that account's row; an account
     the block has no row for gets nulls there, rows of other accounts go.
+    The codes are below `codes`, so each block's rows are found by position
+    in an array over the codes (no hash table).
     """
-    columns: dict[str, pa.ChunkedArray | pa.Array] = {"account_id": accounts}
-    for block in blocks:
-        rows = pc.index_in(accounts, value_set=block["account_id"])
-        for name in block.column_names:
-            if name != "account_id":
-                columns[name] = block[name].take(rows)
-    return pa.table(columns)
+
+    def __init__(self, accounts: pa.ChunkedArray, codes: int) -> None:
+        self.wanted = accounts.to_numpy()
+        self.codes = codes
+
+    def __call__(self, block: pa.Table) -> dict[str, pa.ChunkedArray]:
+        # Rows of accounts without a code (null) go to a spare slot that no account asks for.
+        block_codes = pc.fill_null(block["account_id"], self.codes).to_numpy()
+        row_of = np.full(self.codes + 1, -1, dtype=np.int64)
+        row_of[block_codes] = np.arange(len(block_codes))
+        found = row_of[self.wanted]
+        rows = pa.array(found, mask=found < 0)
+        return {name: block[name].take(rows) for name in block.column_names if name != "account_id"}
 
 
 def _sorted_ids(tables: Tables) -> pa.Array:
@@ -611,25 +671,57 @@ def _arrow_ids(ids: pd.Series) -> pa.Array | pa.ChunkedArray:
     return pa.array(ids).cast(pa.large_string())
 
 
-def _arrow_table(name: str, frame: pd.DataFrame, dictionary: pa.Array) -> pa.Table:
-    """The contract columns of a typed frame as an Arrow table for DuckDB.
+def _balanced_groups(tables: Tables, count: int) -> list[list[str]]:
+    """The table names in at most `count` groups of about as many rows each, longest first."""
+    groups: list[list[str]] = [[] for _ in range(count)]
+    rows = [0] * count
+    for name in sorted(tables, key=lambda name: len(tables[name]), reverse=True):
+        smallest = rows.index(min(rows))
+        groups[smallest].append(name)
+        rows[smallest] += len(tables[name])
+    return [group for group in groups if group]
+
+
+def _arrow_tables(frames: Mapping[str, pd.DataFrame], dictionary: pa.Array) -> dict[str, pa.Table]:
+    """The contract columns of typed frames as Arrow tables for DuckDB.
 
     Account ids become their int32 positions in `dictionary` (ids not in it
-    become null). Missing values (NaN, NaT, NA) become Arrow nulls, as
-    DuckDB's pandas scan reads them. DuckDB scans the numbers and dates of
-    an Arrow table several times faster than those of the pandas frame
-    (no NaN check or date conversion per value on every pass).
+    become null), all the frames' ids in one lookup (each lookup hashes the
+    dictionary again: 5-10 ms for 100,000 ids). Missing values (NaN, NaT,
+    NA) become Arrow nulls, as DuckDB's pandas scan reads them. DuckDB scans
+    the numbers and dates of an Arrow table several times faster than those
+    of the pandas frame (no NaN check or date conversion per value on every
+    pass).
     """
-    given = [column.name for column in CONTRACT[name].columns if column.name in frame.columns]
-    columns = {
-        column: (
-            pc.index_in(_arrow_ids(frame[column]), value_set=dictionary)
-            if column in ACCOUNT_ID_COLUMNS
-            else _arrow_column(frame[column])
-        )
-        for column in given
+    given = {
+        name: [column.name for column in CONTRACT[name].columns if column.name in frame.columns]
+        for name, frame in frames.items()
     }
-    return pa.table(columns)
+    id_columns = [
+        (name, column)
+        for name, columns in given.items()
+        for column in columns
+        if column in ACCOUNT_ID_COLUMNS
+    ]
+    ids = [_arrow_ids(frames[name][column]) for name, column in id_columns]
+    chunks = [chunk for array in ids for chunk in getattr(array, "chunks", [array])]
+    codes = pc.index_in(pa.chunked_array(chunks, pa.large_string()), value_set=dictionary)
+    coded: dict[tuple[str, str], pa.ChunkedArray] = {}
+    offset = 0
+    for key, array in zip(id_columns, ids, strict=True):
+        coded[key] = codes.slice(offset, len(array))
+        offset += len(array)
+    return {
+        name: pa.table(
+            {
+                column: coded[name, column]
+                if column in ACCOUNT_ID_COLUMNS
+                else _arrow_column(frames[name][column])
+                for column in columns
+            }
+        )
+        for name, columns in given.items()
+    }
 
 
 def _arrow_column(values: pd.Series) -> pa.Array | pa.ChunkedArray:
