@@ -416,7 +416,6 @@ def split_sources(path: str | Path, count: int, folder: str | Path) -> SplitSour
     fatal: list[Issue] = []
     with _connection(base_dir) as con:
         con.execute(f"SET temp_directory = {quote_literal(str(folder / '.spill'))}")
-        con.execute("SET preserve_insertion_order = false")  # rows are sorted on loading
         for table, source in config.tables.items():
             started = time.perf_counter()
             keyed = is_keyed_by_account(table) and count > 1
@@ -608,10 +607,16 @@ def _write_partitions(
         account_id=parsed_value_sql(table, "account_id", raw_types["account_id"])
     )
     row_number = "" if raw.row_number == SOURCE_ROW else f", {raw.row_number} AS {SOURCE_ROW}"
-    con.execute(
-        f"COPY (SELECT *{row_number}, {key} AS {PARTITION_COLUMN} FROM {raw.relation}) "
-        f"TO {quote_literal(str(folder))} (FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}))"
-    )
+    # the rows are sorted by their row number on loading: no order to keep while copying
+    # (but a CSV's rows must be materialised in order: their rowid is their row number)
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(
+            f"COPY (SELECT *{row_number}, {key} AS {PARTITION_COLUMN} FROM {raw.relation}) "
+            f"TO {quote_literal(str(folder))} (FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}))"
+        )
+    finally:
+        con.execute("RESET preserve_insertion_order")
     written = sorted(folder.glob(f"{PARTITION_COLUMN}=*/*.parquet"))
     if not written:
         return None

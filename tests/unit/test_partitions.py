@@ -161,6 +161,36 @@ def test_split_sources_load_what_a_filtered_scan_loads(tmp_path: Path, count: in
     assert rows[41]["account_id"] in (None, ""), rows
 
 
+def test_rows_of_a_large_csv_keep_their_line_numbers_through_the_split(tmp_path: Path) -> None:
+    """A CSV large enough for DuckDB to read in parallel chunks: issues still name its rows."""
+    rows = 300_000
+    bad = [7, rows // 2, rows - 1]  # 0-based
+    dates = pd.Series(["2023-02-01"] * rows)
+    dates[bad] = "not a date"
+    pd.DataFrame(
+        {
+            "account_id": [f"A{i % 997}" for i in range(rows)],
+            "date": dates,
+            "active_users": range(rows),
+        }
+    ).to_csv(tmp_path / "usage.csv", index=False)
+    path = tmp_path / "sources.yaml"
+    path.write_text("tables:\n  usage: {path: usage.csv}\n")
+    split = split_sources(path, 2, tmp_path / "split")
+    found = []
+    for index in range(2):
+        loaded = load_sources(path, AccountPartition(index, 2, split))
+        order = loaded.tables["usage"]["active_users"]  # the line's position in the file
+        assert order.is_monotonic_increasing and len(order) > rows // 3
+        found += [
+            example["row"]
+            for issue in loaded.report.issues
+            if issue.column == "date"
+            for example in issue.examples
+        ]
+    assert sorted(found) == [row + 1 for row in bad]
+
+
 def test_a_split_refuses_what_loading_refuses(tmp_path: Path) -> None:
     sources = _mixed_sources(tmp_path)
     pd.DataFrame({"Id": ["A1"], "start_date": ["2023-01-01"], "arr": [1.0]}).to_parquet(
