@@ -46,16 +46,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import highspy
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy.optimize import Bounds, LinearConstraint, milp
 
 from serving.portfolio_inputs import PortfolioInputError, require_columns
 from serving.settings import SENIORITIES, TIERS, AllocationSettings
 
 _INTEGRAL = 1e-6
 _TIE_BREAK = 1e-6  # of the mean priority
+_IPM_MIN_COLUMNS = 50_000
 
 
 @dataclass(frozen=True)
@@ -243,28 +245,96 @@ def _program(model: _Model) -> _Program:
     )
 
 
+@dataclass(frozen=True)
+class _Relaxed:
+    """An optimal basic solution of a `_Program`'s LP."""
+
+    x: np.ndarray
+    value: float  # value @ x (with the solver's tie-break)
+    duals_ub: (
+        np.ndarray
+    )  # per row of a_ub: its dual (<= 0: what one more unit of it is worth, negated)
+
+
+class _LinearProgram:
+    """A `_Program` loaded into HiGHS once (highspy), solved again after changes of bounds.
+
+    Each solve after the first starts from the last basis (dual simplex, HiGHS's warm start),
+    so the re-solves of the rounding cost a fraction of the first solve. Programs of at least
+    `_IPM_MIN_COLUMNS` columns are solved first by the interior point method with crossover
+    (a basic solution, as the simplex gives), several times faster there than the dual
+    simplex from scratch; smaller ones by the dual simplex throughout. Without capacities,
+    the capacity rows are left out (the network LP)."""
+
+    def __init__(self, program: _Program, with_capacities: bool) -> None:
+        rows = program.a_ub.shape[0] if with_capacities else program.network_rows
+        matrix = sp.vstack([program.a_ub[:rows], program.a_eq]).tocsc()
+        equalities = program.a_eq.shape[0]
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
+        lp.col_cost_ = -program.value
+        lp.col_lower_ = np.zeros(matrix.shape[1])
+        lp.col_upper_ = _highs_bounds(program.upper)
+        lp.row_lower_ = np.concatenate([np.full(rows, -highspy.kHighsInf), np.zeros(equalities)])
+        lp.row_upper_ = np.concatenate([program.b_ub[:rows], np.zeros(equalities)])
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = matrix.indptr
+        lp.a_matrix_.index_ = matrix.indices
+        lp.a_matrix_.value_ = matrix.data
+        # highspy._Highs: the solver without highspy.Highs's callback set-up, which prints
+        # the HiGHS banner to stdout before any option can silence it.
+        self._highs = highspy._Highs()
+        self._highs.setOptionValue("output_flag", False)
+        self._highs.setOptionValue("random_seed", 0)
+        large = matrix.shape[1] >= _IPM_MIN_COLUMNS
+        self._highs.setOptionValue("solver", "ipm" if large else "simplex")
+        self._highs.passModel(lp)
+        self._rows = rows
+        self._columns = matrix.shape[1]
+        self._program_upper = program.upper
+        self._solved = False
+
+    def solve(
+        self, lower: np.ndarray | None = None, upper: np.ndarray | None = None
+    ) -> _Relaxed | None:
+        """The optimum with these column bounds (None: as given / as last set); None when
+        the bounds make the LP infeasible."""
+        if lower is not None or upper is not None:
+            self._highs.changeColsBounds(
+                self._columns,
+                np.arange(self._columns, dtype=np.int32),
+                np.zeros(self._columns) if lower is None else lower,
+                _highs_bounds(self._program_upper if upper is None else upper),
+            )
+        if self._solved:
+            self._highs.setOptionValue("solver", "simplex")
+        self._highs.run()
+        self._solved = True
+        status = self._highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible and lower is not None:
+            return None
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"allocation LP failed: {self._highs.modelStatusToString(status)}")
+        solution = self._highs.getSolution()
+        return _Relaxed(
+            np.asarray(solution.col_value),
+            -float(self._highs.getInfo().objective_function_value),
+            np.asarray(solution.row_dual)[: self._rows],
+        )
+
+
+def _highs_bounds(upper: np.ndarray) -> np.ndarray:
+    return np.where(np.isinf(upper), highspy.kHighsInf, upper)
+
+
 def _solve_lp(
     program: _Program,
     upper: np.ndarray,
     with_capacities: bool,
     lower: np.ndarray | None = None,
-) -> Any:
-    """The LP's solution (HiGHS dual simplex); None when the bounds make it infeasible."""
-    rows = program.a_ub.shape[0] if with_capacities else program.network_rows
-    result = linprog(
-        -program.value,
-        A_ub=program.a_ub[:rows],
-        b_ub=program.b_ub[:rows],
-        A_eq=program.a_eq,
-        b_eq=np.zeros(program.a_eq.shape[0]),
-        bounds=np.column_stack([np.zeros(len(upper)) if lower is None else lower, upper]),
-        method="highs-ds",
-    )
-    if result.status == 2 and lower is not None:
-        return None
-    if result.status != 0:
-        raise RuntimeError(f"allocation LP failed: {result.message}")
-    return result
+) -> _Relaxed | None:
+    """The LP's optimal basic solution, solved once; None when the bounds make it infeasible."""
+    return _LinearProgram(program, with_capacities).solve(lower, upper)
 
 
 def _slot_counts_exact(
@@ -296,9 +366,18 @@ def _assign(model: _Model, program: _Program, slot_counts: np.ndarray) -> np.nda
     upper = program.upper.copy()
     upper[program.slots] = slot_counts
     result = _solve_lp(program, upper, with_capacities=False)
-    x = result.x
-    if np.any(np.abs(x - np.round(x)) > _INTEGRAL):
+    assert result is not None  # no lower bounds: never infeasible (all zero is a solution)
+    assigned = _assignment(model, result.x)
+    if assigned is None:
         raise RuntimeError("allocation: the network LP returned a fractional assignment")
+    return assigned
+
+
+def _assignment(model: _Model, x: np.ndarray) -> np.ndarray | None:
+    """The manager index per account (or -1) of an integral basic solution; None when x is
+    fractional."""
+    if np.any(np.abs(x - np.round(x)) > _INTEGRAL):
+        return None
     x = np.round(x)
     n, ny, tiers = model.n, len(model.pool_of_y), len(TIERS)
     stays = x[:n] > 0
@@ -445,16 +524,21 @@ def _improve(
     return (candidate if better else assigned), limited
 
 
-def _dived_slot_counts(model: _Model, program: _Program, relaxed_k: np.ndarray) -> np.ndarray:
+def _dived_slot_counts(
+    model: _Model, program: _Program, lp: _LinearProgram, relaxed: _Relaxed
+) -> tuple[np.ndarray, _Relaxed]:
     """Integral slot counts from the LP's, one tier at a time, the tier of most hours first:
     its counts are fixed at the nearest integer, and the LP is solved again, so that the
     other tiers take up the capacity the rounding freed or give up what it took. A count
     is rounded up only when that fits the manager's capacities with the tiers already
     fixed; when the LP has no solution (too few accounts for the slots), only the half,
-    then the quarter, of those closest to the next integer are, then none."""
+    then the quarter, of those closest to the next integer are, then none. `lp` holds the
+    program with its last basis (each re-solve starts from it). Returns the counts and the
+    last LP solution (its counts are those: an optimum of the network LP with them)."""
     tiers = len(TIERS)
     lower, upper = np.zeros(len(program.upper)), program.upper.copy()
-    counts = relaxed_k.reshape(model.m, tiers).copy()
+    counts = relaxed.x[program.slots].reshape(model.m, tiers).copy()
+    result: _Relaxed | None = relaxed
     fixed = np.zeros((model.m, tiers), dtype=bool)
     for t in np.argsort(-model.hours, kind="stable"):
         columns = program.slots.start + np.arange(model.m) * tiers + t
@@ -475,26 +559,40 @@ def _dived_slot_counts(model: _Model, program: _Program, relaxed_k: np.ndarray) 
             rounded[ups[:share]] += 1
             trial_lower, trial_upper = lower.copy(), upper.copy()
             trial_lower[columns] = trial_upper[columns] = rounded
-            result = _solve_lp(program, trial_upper, with_capacities=True, lower=trial_lower)
+            result = lp.solve(trial_lower, trial_upper)
             if result is not None:
                 break
         if result is None:
             raise RuntimeError("allocation: the LP has no solution with slot counts rounded down")
         lower, upper = trial_lower, trial_upper
         counts = result.x[program.slots].reshape(model.m, tiers)
+        relaxed = result
         fixed[:, t] = True
-    return np.round(counts).ravel()
+    return np.round(counts).ravel(), relaxed
 
 
 def _from_relaxation(
-    model: _Model, program: _Program, relaxed_k: np.ndarray, settings: AllocationSettings
+    model: _Model,
+    program: _Program,
+    lp: _LinearProgram,
+    relaxed: _Relaxed,
+    settings: AllocationSettings,
 ) -> tuple[np.ndarray, str]:
     """The integral plan from the LP's slot counts: exact when they are integral, else
     rounded tier by tier (`_dived_slot_counts`) and re-optimised around (neighbourhood
-    MILP)."""
+    MILP). A basic solution whose counts are integral is integral (with the counts fixed
+    the program is a network), so the assignment is read from it; the network LP is solved
+    apart only should it not be."""
+    relaxed_k = relaxed.x[program.slots]
     if np.all(np.abs(relaxed_k - np.round(relaxed_k)) <= _INTEGRAL):
-        return _assign(model, program, np.round(relaxed_k)), "lp (integral)"
-    assigned = _assign(model, program, _dived_slot_counts(model, program, relaxed_k))
+        assigned = _assignment(model, relaxed.x)
+        if assigned is None:
+            assigned = _assign(model, program, np.round(relaxed_k))
+        return assigned, "lp (integral)"
+    slot_counts, last = _dived_slot_counts(model, program, lp, relaxed)
+    assigned = _assignment(model, last.x)
+    if assigned is None:
+        assigned = _assign(model, program, slot_counts)
     method = "lp rounding + neighbourhood milp" if settings.neighbourhood_rounds else "lp rounding"
     for _ in range(settings.neighbourhood_rounds):
         improved, limited = _improve(model, assigned, settings)
@@ -518,8 +616,10 @@ def _solve(model: _Model, settings: AllocationSettings) -> _Plan:
     if model.n > settings.exact_max_accounts:
         return _solve_priced(model, settings)
     program = _program(model)
-    relaxed = _solve_lp(program, program.upper, with_capacities=True)
-    bound = -float(relaxed.fun)
+    lp = _LinearProgram(program, with_capacities=True)
+    relaxed = lp.solve()
+    assert relaxed is not None  # no lower bounds: never infeasible
+    bound = relaxed.value
     relaxed_k = relaxed.x[program.slots]
     if np.any(np.abs(relaxed_k - np.round(relaxed_k)) > _INTEGRAL):
         solved = _slot_counts_exact(program, settings.mip_rel_gap, settings.time_limit_seconds)
@@ -528,7 +628,7 @@ def _solve(model: _Model, settings: AllocationSettings) -> _Plan:
             method = "milp, time limit reached" if limited else "milp"
             assigned = _assign(model, program, slot_counts)
             return _Plan(assigned, method, min(bound, milp_bound), model.n)
-    assigned, method = _from_relaxation(model, program, relaxed_k, settings)
+    assigned, method = _from_relaxation(model, program, lp, relaxed, settings)
     return _Plan(assigned, method, bound, model.n)
 
 
@@ -545,8 +645,8 @@ class _Prices:
         return self.per_account[:, None] + self.per_hour[:, None] * hours[None, :]
 
 
-def _capacity_prices(program: _Program, relaxed: Any, m: int) -> _Prices:
-    duals = np.maximum(-np.asarray(relaxed.ineqlin.marginals)[program.network_rows :], 0.0)
+def _capacity_prices(program: _Program, relaxed: _Relaxed, m: int) -> _Prices:
+    duals = np.maximum(-relaxed.duals_ub[program.network_rows :], 0.0)
     per_account, per_hour = np.zeros(m), np.zeros(m)
     hours = program.capacity_in_hours
     per_account[program.capacity_manager[~hours]] = duals[~hours]
@@ -631,7 +731,9 @@ def _solve_priced(model: _Model, settings: AllocationSettings) -> _Plan:
         if part.n == 0:
             break
         program = _program(part)
-        relaxed = _solve_lp(program, program.upper, with_capacities=True)
+        lp = _LinearProgram(program, with_capacities=True)
+        relaxed = lp.solve()
+        assert relaxed is not None  # no lower bounds: never infeasible
         prices = _capacity_prices(program, relaxed, model.m)
         stay, move = _gains(model, prices)
         late = ~free & (np.maximum(move, 0.0) > stay + model.tie)
@@ -641,7 +743,7 @@ def _solve_priced(model: _Model, settings: AllocationSettings) -> _Plan:
     assigned = np.where(free, -1, model.owner)
     method = "lp (integral)"
     if part.n:
-        assigned[free], method = _from_relaxation(part, program, relaxed.x[program.slots], settings)
+        assigned[free], method = _from_relaxation(part, program, lp, relaxed, settings)
     return _Plan(assigned, method, _lagrangian_bound(model, prices), part.n)
 
 
