@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -365,21 +366,28 @@ class FeatureSession:
         self.tables = typed_contract_tables(tables)
         self.revenue_table = revenue_source(self.tables)
         self.columns = available_columns(self.tables)
-        self.period = data_period(self.tables)
         self.features = included_features(self.columns)
-        self.account_ids = _sorted_ids(self.tables)
-        # The tables become Arrow tables on the session's threads (Arrow frees the GIL),
-        # the longest first; the blocks queue up behind them on the same threads, so a
-        # block starts as soon as a thread is free and its tables are there.
+        # The data period, then the tables as Arrow tables, on the session's threads (NumPy
+        # and Arrow free the GIL), the longest tables first; the blocks queue up behind them
+        # on the same threads (`run_plan`), so that no thread waits for another to finish.
         self._pool = ThreadPoolExecutor(max_workers=SESSION_THREADS)
-        self._arrow_jobs: dict[str, Future[dict[str, pa.Table]]] = {}
-        for group in _balanced_groups(self.tables, SESSION_THREADS):
-            job = self._pool.submit(
-                _arrow_tables, {name: self.tables[name] for name in group}, self.account_ids
-            )
-            self._arrow_jobs.update(dict.fromkeys(group, job))
-        self._con = duckdb.connect()
-        self._con.execute("SET TimeZone = 'UTC'")
+        period = self._pool.submit(data_period, self.tables)
+        connection = self._pool.submit(_connect)
+        try:
+            self.account_ids = _sorted_ids(self.tables)
+            self._arrow_jobs: dict[str, Future[dict[str, pa.Table]]] = {}
+            for group in _balanced_groups(self.tables, SESSION_THREADS):
+                job = self._pool.submit(
+                    _arrow_tables, {name: self.tables[name] for name in group}, self.account_ids
+                )
+                self._arrow_jobs.update(dict.fromkeys(group, job))
+            self.period = period.result()
+            self._con = connection.result()
+        except BaseException:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            if connection.done() and connection.exception() is None:
+                connection.result().close()
+            raise
         # Per connection (by id), the tables whose views it has.
         self._views: dict[int, set[str]] = {}
         self._cursors: Queue[duckdb.DuckDBPyConnection] | None = None
@@ -479,12 +487,21 @@ class FeatureSession:
             finally:
                 cursors.put(cursor)
 
+        def select(aggregates: pa.Table) -> pa.Table:
+            cursor = cursors.get()
+            try:
+                cursor.register("aggregates", aggregates)
+                return cursor.sql(plan.select_sql("aggregates", ordered=False)).to_arrow_table()
+            finally:
+                cursor.unregister("aggregates")
+                cursors.put(cursor)
+
         (threads,) = self._con.sql("SELECT current_setting('threads')").fetchall()
         self._con.execute("SET threads = 1")
         try:
-            # Behind any table still being converted on the session's threads.
-            revenue_job = self._pool.submit(run_block, revenue_sql)
-            free_jobs = [self._pool.submit(run_block, sql) for sql in free_blocks]
+            # Behind any table still being converted on the session's threads; a thread takes
+            # the first block whose tables are there (the revenue block when it can).
+            revenue_job, *free_jobs = self._run_when_ready(run_block, [revenue_sql, *free_blocks])
             revenue = revenue_job.result()
             spine = revenue.filter(pc.greater(revenue["arr"], ARR_EPSILON))
             spine = spine.select(["account_id", "arr"]).sort_by("account_id")
@@ -498,17 +515,43 @@ class FeatureSession:
             for job in jobs:
                 columns.update(lined_up[id(job)])
             aggregates = pa.table(columns)
-            self._con.register("aggregates", aggregates)
-            try:
-                result = self._con.sql(plan.select_sql("aggregates", ordered=False))
-                table = result.to_arrow_table()
-            finally:
-                self._con.unregister("aggregates")
+            # The outputs row by row: each thread takes half of the accounts.
+            half = (aggregates.num_rows + 1) // 2
+            parts = self._pool.map(select, [aggregates.slice(0, half), aggregates.slice(half)])
+            table = pa.concat_tables(parts)
         finally:
             self._con.execute(f"SET threads = {int(threads[0])}")
         if (np.diff(table["account_id"].to_numpy()) <= 0).any():
             table = table.sort_by("account_id")  # DuckDB kept the order so far
         return self._decode_ids(table.to_pandas())
+
+    def _run_when_ready(
+        self, run: Callable[[str], pa.Table], queries: list[str]
+    ) -> list[Future[pa.Table]]:
+        """`run` each query on the session's threads, a query whose tables are converted first.
+
+        One task per query; each task takes the first query left whose tables
+        are all converted, else the first query left (and waits for its tables).
+        """
+        results: list[Future[pa.Table]] = [Future() for _ in queries]
+        left = list(range(len(queries)))
+        lock = threading.Lock()
+
+        def run_next() -> None:
+            with lock:
+                index = next((i for i in left if self._tables_ready(queries[i])), left[0])
+                left.remove(index)
+            try:
+                results[index].set_result(run(queries[index]))
+            except BaseException as error:  # handed to whoever waits for the result
+                results[index].set_exception(error)
+
+        for _ in queries:
+            self._pool.submit(run_next)
+        return results
+
+    def _tables_ready(self, sql: str) -> bool:
+        return all(self._arrow_jobs[name].done() for name in self._tables_read(sql))
 
     def _tables_read(self, sql: str) -> list[str]:
         """The contract tables a query names."""
@@ -669,6 +712,13 @@ def _sorted_ids(tables: Tables) -> pa.Array:
 
 def _arrow_ids(ids: pd.Series) -> pa.Array | pa.ChunkedArray:
     return pa.array(ids).cast(pa.large_string())
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB database whose dates are read in UTC."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
 
 
 def _balanced_groups(tables: Tables, count: int) -> list[list[str]]:
