@@ -77,7 +77,13 @@ from serving.partitions import (
 )
 from serving.portfolio import build_portfolio_summary, enrich_scores
 from serving.portfolio_inputs import PortfolioInputError
-from serving.publish import staged_run_folder, work_folder, write_json, write_parquet
+from serving.publish import (
+    clean_stale_work_folders,
+    staged_run_folder,
+    work_folder,
+    write_json,
+    write_parquet,
+)
 from serving.report import ReportInput, render_report
 from serving.runs import MANIFEST_FILE, RunInfo, default_runs_root, list_runs, previous_run
 from serving.scoring import score_accounts
@@ -94,6 +100,9 @@ ENGINES: tuple[str, ...] = ("local", "spark")
 
 # progress(stage, completed, total): total None while unknown
 ProgressCallback = Callable[[str, int, int | None], None]
+
+# The scratch folder of the partitions' files (`serving.publish.work_folder`).
+PARTITIONS_WORK = "partitions"
 
 REJECTED_COLUMNS: tuple[str, ...] = ("account_id", "as_of", "reason", "detail")
 
@@ -766,10 +775,11 @@ def load_portfolio_inputs(
     dates or some optional values) is built again. The result equals loading
     everything at once. JobInputError for unusable input.
     """
-    if partitions == 1:
-        return _load_partitions(sources_path, as_of, partitions, None, timer, progress)
     parent = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
-    with work_folder(parent, "partitions") as folder:
+    if partitions == 1:
+        clean_stale_work_folders(parent, PARTITIONS_WORK)  # what a killed partitioned run left
+        return _load_partitions(sources_path, as_of, partitions, None, timer, progress)
+    with work_folder(parent, PARTITIONS_WORK) as folder:
         with timer("load"):
             split = split_partitions(sources_path, partitions, folder)
         return _load_partitions(sources_path, as_of, partitions, split, timer, progress)

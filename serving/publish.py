@@ -11,6 +11,11 @@ unlikely case that a crash fell between the two renames, puts the old output
 back first). A lock file (`.<name>.lock`) keeps two jobs from publishing the
 same folder at once.
 
+`work_folder(parent, purpose)` is a hidden scratch folder beside the runs
+(`.work-<purpose>-<pid>-...`, e.g. the partitions of a large portfolio's
+sources), removed when its block ends; one left by a killed process is
+removed by the next (`clean_stale_work_folders`).
+
 The writers are deterministic: the same frame or document gives the same bytes.
 """
 
@@ -147,16 +152,24 @@ def work_folder(parent: Path, purpose: str) -> Iterator[Path]:
     """
     parent = Path(parent).absolute()
     parent.mkdir(parents=True, exist_ok=True)
-    prefix = f"{_WORK_PREFIX}{purpose}-"
-    for stale in sorted(parent.glob(f"{prefix}*")):
-        pid = stale.name[len(prefix) :].split("-")[0]
-        if pid.isdigit() and not _process_runs(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    clean_stale_work_folders(parent, purpose)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{purpose}-{os.getpid()}-", dir=parent))
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def clean_stale_work_folders(parent: Path, purpose: str) -> list[Path]:
+    """Remove the `work_folder`s of `purpose` in `parent` whose process no longer runs."""
+    prefix = f"{_WORK_PREFIX}{purpose}-"
+    removed = []
+    for stale in sorted(Path(parent).glob(f"{prefix}*")):
+        pid = stale.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
 
 
 def _process_runs(pid: int) -> bool:

@@ -434,6 +434,7 @@ KILLED_JOB = textwrap.dedent(
     import serving.batch as batch
 
     sources, out, marker, point = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+    partitions = int(sys.argv[5])
 
     def stall():
         marker.write_text(point)
@@ -451,11 +452,14 @@ KILLED_JOB = textwrap.dedent(
             stall()
 
         batch.write_json = write_json_then_stall
-    batch.run_nightly_job(sources, out_dir=out, progress=progress)
+    settings = batch.NightlyJobSettings(partitions=partitions)
+    batch.run_nightly_job(sources, out_dir=out, settings=settings, progress=progress)
     """
 )
 
-KILL_POINTS = ("features", "score", "write")
+# (stage, partitions): killed in the features stage of a partitioned run, the job leaves
+# the partitions' scratch folder behind, which the next run removes.
+KILL_POINTS = (("features", 1), ("score", 1), ("write", 1), ("features", 3))
 
 
 @pytest.fixture(scope="module")
@@ -468,9 +472,14 @@ def clean_run(nightly_sources: Path, champion_store: str, tmp_path_factory) -> P
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize("point", KILL_POINTS)
+@pytest.mark.parametrize(("point", "partitions"), KILL_POINTS)
 def test_a_job_killed_mid_run_publishes_nothing_and_a_rerun_is_complete_and_identical(
-    clean_run: Path, nightly_sources: Path, champion_store: str, tmp_path: Path, point: str
+    clean_run: Path,
+    nightly_sources: Path,
+    champion_store: str,
+    tmp_path: Path,
+    point: str,
+    partitions: int,
 ):
     from serving.batch import run_nightly_job
 
@@ -487,6 +496,7 @@ def test_a_job_killed_mid_run_publishes_nothing_and_a_rerun_is_complete_and_iden
             str(out),
             str(marker),
             point,
+            str(partitions),
         ],
         env=os.environ.copy(),
         cwd=REPO,
@@ -510,6 +520,8 @@ def test_a_job_killed_mid_run_publishes_nothing_and_a_rerun_is_complete_and_iden
     if point == "write":
         assert staged, "the killed job had started writing into a staging folder"
         assert any((runs / staged[0]).iterdir())
+    if partitions > 1:
+        assert [n for n in hidden if n.startswith(".work-partitions-")], hidden
 
     run_nightly_job(nightly_sources, out_dir=out)
     assert run_output_bytes(out) == run_output_bytes(clean_run)
