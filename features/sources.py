@@ -615,6 +615,14 @@ def _write_partitions(
             f"COPY (SELECT *{row_number}, {key} AS {PARTITION_COLUMN} FROM {raw.relation}) "
             f"TO {quote_literal(str(folder))} (FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}))"
         )
+    except duckdb.Error as error:
+        # a type Parquet cannot hold, or a source unreadable past its first rows: loading
+        # from the source says what is wrong, as it would without the split
+        logger.info(
+            "%s cannot be split (%s): read from the source", table, first_lines(str(error), 2)
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
     finally:
         con.execute("RESET preserve_insertion_order")
     written = sorted(folder.glob(f"{PARTITION_COLUMN}=*/*.parquet"))

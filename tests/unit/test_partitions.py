@@ -191,6 +191,35 @@ def test_rows_of_a_large_csv_keep_their_line_numbers_through_the_split(tmp_path:
     assert sorted(found) == [row + 1 for row in bad]
 
 
+def test_a_table_parquet_cannot_keep_is_read_from_its_source(tmp_path: Path) -> None:
+    """HUGEINT ids would come back from Parquet as DOUBLE: that table is filtered while scanned."""
+    ACCOUNTS.to_parquet(tmp_path / "accounts.parquet", index=False)
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            tables:
+              accounts: {path: accounts.parquet}
+              usage:
+                sql: >
+                  SELECT CAST(i % 7 AS HUGEINT) AS account_id,
+                         DATE '2023-01-01' + CAST(i AS INTEGER) AS date
+                  FROM range(50) AS t(i)
+            """
+        )
+    )
+    split = split_sources(path, 3, tmp_path / "split")
+    assert set(split.tables) == {"accounts"} and set(split.fingerprints) == {"accounts"}
+    assert not (tmp_path / "split" / "usage").exists()
+    for index in range(3):
+        scanned = load_sources(path, AccountPartition(index, 3))
+        loaded = load_sources(path, AccountPartition(index, 3, split))
+        for table, frame in scanned.tables.items():
+            pd.testing.assert_frame_equal(loaded.tables[table], frame)
+        assert loaded.report.to_dict() == scanned.report.to_dict()
+        assert loaded.fingerprints == scanned.fingerprints
+
+
 def test_a_split_refuses_what_loading_refuses(tmp_path: Path) -> None:
     sources = _mixed_sources(tmp_path)
     pd.DataFrame({"Id": ["A1"], "start_date": ["2023-01-01"], "arr": [1.0]}).to_parquet(
