@@ -418,8 +418,16 @@ class FeaturesBenchmark:
         return self.pandas.wall_seconds / self.ours.wall_seconds
 
     @property
+    def speedup_over_pandas_cpu(self) -> float:
+        return self.pandas.cpu_seconds / self.ours.cpu_seconds
+
+    @property
     def ratio_to_limit(self) -> float:
         return self.ours.wall_seconds / self.limit.wall_seconds
+
+    @property
+    def ratio_to_limit_cpu(self) -> float:
+        return self.ours.cpu_seconds / self.limit.cpu_seconds
 
 
 def run(
@@ -520,11 +528,13 @@ def render(result: FeaturesBenchmark) -> Table:
             result.rows_per_second >= TARGET_ROWS_PER_SECOND,
         ),
         (
-            f"(b) / (a) = {result.speedup_over_pandas:.1f} >= {TARGET_SPEEDUP_OVER_PANDAS:.0f}",
+            f"(b) / (a) = {result.speedup_over_pandas:.1f} wall "
+            f"({result.speedup_over_pandas_cpu:.1f} CPU) >= {TARGET_SPEEDUP_OVER_PANDAS:.0f}",
             result.speedup_over_pandas >= TARGET_SPEEDUP_OVER_PANDAS,
         ),
         (
-            f"(a) / (c) = {result.ratio_to_limit:.1f} <= {TARGET_RATIO_TO_LIMIT:.0f}",
+            f"(a) / (c) = {result.ratio_to_limit:.1f} wall "
+            f"({result.ratio_to_limit_cpu:.1f} CPU) <= {TARGET_RATIO_TO_LIMIT:.0f}",
             result.ratio_to_limit <= TARGET_RATIO_TO_LIMIT,
         ),
         (
