@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, note, settings
 
 from features.contract import CONTRACT
 from features.issues import Rule
-from features.sources import SourcesError, load_sources
+from features.sources import AccountPartition, SourcesError, load_sources, split_sources
 from features.typed_tables import PANDAS_DTYPES
 from features.validation import validate_sources
 
@@ -109,6 +109,33 @@ def test_loading_accounts_for_every_generated_row(plan: SourcesPlan) -> None:
     note(plan.describe())
     with tempfile.TemporaryDirectory() as folder:
         check_loaded_as_planned(plan, plan.write(Path(folder)))
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=40)
+@given(plan=source_plans())
+def test_a_split_loads_what_a_filtered_scan_loads(plan: SourcesPlan) -> None:
+    """The nightly job's split (features.sources.split_sources) changes nothing a partition
+    loads, reports or refuses, whatever the files hold."""
+    note(plan.describe())
+    with tempfile.TemporaryDirectory() as folder:
+        sources = plan.write(Path(folder) / "sources")
+        if plan.fatal():
+            with pytest.raises(SourcesError) as loading:
+                load_sources(sources)
+            with pytest.raises(SourcesError) as splitting:
+                split_sources(sources, 2, Path(folder) / "split")
+            assert str(splitting.value) == str(loading.value)
+            return
+        split = split_sources(sources, 2, Path(folder) / "split")
+        for index in range(2):
+            scanned = load_sources(sources, AccountPartition(index, 2))
+            loaded = load_sources(sources, AccountPartition(index, 2, split))
+            assert loaded.tables.keys() == scanned.tables.keys()
+            for table, frame in scanned.tables.items():
+                pd.testing.assert_frame_equal(loaded.tables[table], frame)
+            assert loaded.report.to_dict() == scanned.report.to_dict()
+            assert loaded.fingerprints == scanned.fingerprints
 
 
 # --------------------------------------------------------------------------- regressions
