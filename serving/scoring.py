@@ -7,7 +7,9 @@ same float matrix, so a record scored online gives exactly what its row
 gives in the nightly frame:
 
     rows -> model matrix (`CalibratedBoostedClassifier.prepare`)
-         -> raw score (LightGBM) + per-feature TreeSHAP contributions (`serving.tree_shap`)
+         -> raw score + per-feature TreeSHAP contributions (`serving.tree_shap`: both models
+            side by side, the raw score bit for bit LightGBM's; without exact reasons the
+            raw score is LightGBM's `predict`)
          -> calibrated probability (the model's calibrator)
          -> top-k reasons per model
 
@@ -96,7 +98,7 @@ def prepare_reasons(
     """Build the model's reason tables now (e.g. at service start-up, before traffic)."""
     if reason_method == "tree_shap":
         tables = tree_shap_tables(model)
-        # Compiles (or loads from Numba's cache) the one-row and the parallel kernels.
+        # Compiles (or loads from Numba's cache) the kernel; the second call starts the pool.
         tables.contributions(np.full((1, tables.n_features), np.nan))
         tables.contributions(np.full((PARALLEL_MIN_ROWS, tables.n_features), np.nan))
     else:

@@ -41,13 +41,21 @@ reasons"). The price is memory: about 140-200 MB of tables for a 400-tree,
 31-leaf model (a few MB for small trees), built in a few seconds; above
 `MAX_TABLE_MB` per model, fewer bits are used (smaller tables, slower rows).
 
-Rows are processed tree by tree within blocks of rows (a tree's tables stay
-in cache; contributions accumulate feature-major) and blocks run in
-parallel (Numba threads, `NUMBA_NUM_THREADS`; one parallel call at a time,
-small calls run on the calling thread). The kernels are compiled on first
-use and cached on disk by Numba. Every row's contributions are added in the
-same order (tree by tree, group by group) whatever the block, so a row
+Rows are processed tree by tree within blocks of up to 4,096 rows (a tree's
+tables are then reused by many rows while they are in cache; contributions
+accumulate feature-major). `explain_all` runs several models (the nightly job
+and the service explain churn and upsell together) and chunks of rows side by
+side on a shared thread pool (`NUMBA_NUM_THREADS` threads; the kernel releases
+the GIL); small calls run on the calling thread. The kernels are compiled on
+first use and cached on disk by Numba. Every row's contributions are added in
+the same order (tree by tree, group by group) whatever the block, so a row
 scored alone gives bit for bit what it gives in a batch.
+
+The same pass gives the raw score: each group also notes which of its leaves
+each of its inside decisions reaches, so a row adds, tree by tree, the value
+of the one leaf it reaches (0.0 from every other group). That is LightGBM's
+`predict(raw_score=True)` bit for bit (the same leaf values summed in the same
+order from 0.0), so scoring with exact reasons does not call `predict` too.
 
 Split decisions follow LightGBM's rules (`Tree::NumericalDecision` and
 `Tree::CategoricalDecision`): missing types None/Zero/NaN with the default

@@ -6,7 +6,13 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from serving.tree_shap import PARALLEL_MIN_ROWS, TreeShapTables, leaf_table
+from serving.tree_shap import (
+    BLOCK_ROWS,
+    PARALLEL_MIN_ROWS,
+    TreeShapTables,
+    explain_all,
+    leaf_table,
+)
 
 
 def _data(n: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +68,11 @@ def test_contributions_equal_lightgbm(params):
     expected = booster.predict(x, pred_contrib=True)
     for group_bits, leaf_bits in TABLE_SETTINGS:
         tables = TreeShapTables.from_booster(booster, group_bits=group_bits, leaf_bits=leaf_bits)
-        np.testing.assert_allclose(tables.contributions(x), expected[:, :-1], rtol=0, atol=1e-12)
+        raw, contributions = tables.explain(x)
+        np.testing.assert_allclose(contributions, expected[:, :-1], rtol=0, atol=1e-12)
         assert tables.expected_value == pytest.approx(expected[0, -1], abs=1e-12)
+        # the raw score is LightGBM's bit for bit (the same leaves summed in the same order)
+        np.testing.assert_array_equal(raw, booster.predict(x, raw_score=True))
 
 
 def test_subtree_tables_read_fewer_values_and_give_the_same_contributions():
@@ -97,21 +106,56 @@ def test_unseen_categories_and_extreme_values():
     odd[:8, 4] = [100.0, -1.0, 1e9, 2.5, np.nan, -0.5, 3e9, 7.0]
     odd[8:13, 0] = [np.inf, -np.inf, 0.0, -0.0, 1e300]
     odd[13:16, 5] = [1e-36, -1e-36, 0.0]  # zero for zero-as-missing
-    expected = booster.predict(odd, pred_contrib=True)[:, :-1]
-    tables = TreeShapTables.from_booster(booster)
-    np.testing.assert_allclose(tables.contributions(odd), expected, rtol=0, atol=1e-12)
-    zero_missing = _booster(x, y, zero_as_missing=True)
-    expected = zero_missing.predict(odd, pred_contrib=True)[:, :-1]
-    tables = TreeShapTables.from_booster(zero_missing)
-    np.testing.assert_allclose(tables.contributions(odd), expected, rtol=0, atol=1e-12)
+    for model in (booster, _booster(x, y, zero_as_missing=True)):
+        expected = model.predict(odd, pred_contrib=True)[:, :-1]
+        raw, contributions = TreeShapTables.from_booster(model).explain(odd)
+        np.testing.assert_allclose(contributions, expected, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(raw, model.predict(odd, raw_score=True))
 
 
 def test_a_row_alone_gives_what_it_gives_in_a_batch():
-    x, y = _data(n=PARALLEL_MIN_ROWS * 2)
+    x, y = _data(n=BLOCK_ROWS + 300)  # two blocks, chunks on the thread pool
     tables = TreeShapTables.from_booster(_booster(x, y))
-    batch = tables.contributions(x)  # the parallel kernel
-    for i in (0, 1, 77, len(x) - 1):
-        np.testing.assert_array_equal(tables.contributions(x[i : i + 1])[0], batch[i])
+    raw, batch = tables.explain(x)
+    for i in (0, 1, 77, BLOCK_ROWS, len(x) - 1):
+        alone_raw, alone = tables.explain(x[i : i + 1])  # on the calling thread
+        np.testing.assert_array_equal(alone[0], batch[i])
+        assert alone_raw[0] == raw[i]
+
+
+def test_several_models_side_by_side_give_what_each_gives_alone():
+    x, y = _data(n=PARALLEL_MIN_ROWS * 3)
+    models = [
+        TreeShapTables.from_booster(_booster(x, y)),
+        TreeShapTables.from_booster(_booster(x, 1 - y, num_leaves=7)),
+        TreeShapTables.from_booster(_booster(x, y), group_bits=0),
+    ]
+    together = explain_all([(tables, x) for tables in models] + [(models[0], x[:0])])
+    assert together[-1][0].shape == (0,) and together[-1][1].shape == (0, 6)
+    for tables, (raw, contributions) in zip(models, together, strict=False):
+        alone_raw, alone = tables.explain(x)
+        np.testing.assert_array_equal(raw, alone_raw)
+        np.testing.assert_array_equal(contributions, alone)
+        for i in (0, len(x) - 1):  # one row on the calling thread
+            np.testing.assert_array_equal(tables.explain(x[i : i + 1])[1][0], contributions[i])
+
+
+def test_raw_score_of_a_booster_with_a_constant_tree():
+    """A first tree without a split (min_data_in_leaf above the rows) adds its one value;
+    trees with splits trained on top of it add theirs after it."""
+    x, y = _data(n=200)
+    constant = _booster(x, y, min_data_in_leaf=500)
+    params = {"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 5, "verbosity": -1}
+    booster = lgb.train(
+        params, lgb.Dataset(x, y, categorical_feature=[4]), num_boost_round=5, init_model=constant
+    )
+    tables = TreeShapTables.from_booster(booster)
+    assert tables.tree_constant[0] != 0.0 and len(tables.node_feature) > 0
+    for model in (constant, booster):
+        raw, contributions = TreeShapTables.from_booster(model).explain(x)
+        np.testing.assert_array_equal(raw, model.predict(x, raw_score=True))
+        expected = model.predict(x, pred_contrib=True)[:, :-1]
+        np.testing.assert_allclose(contributions, expected, rtol=0, atol=1e-12)
 
 
 def test_leaf_table_by_hand():
