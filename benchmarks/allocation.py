@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -236,8 +238,50 @@ def generated_portfolio(accounts: int, seed: int) -> tuple[pd.DataFrame, dict[st
     portfolio = generate_portfolio(GeneratorSettings(n_accounts=accounts, months=24, seed=seed))
     truth = portfolio.ground_truth
     last = truth[(truth["month"] == truth["month"].max()) & truth["alive"].fillna(False)]
-    table = portfolio.tables["accounts"]
-    scores = (
+    return scores_from_truth(last, portfolio.tables["accounts"]), portfolio.tables
+
+
+STAGE_TABLES: tuple[str, ...] = ("accounts", "account_managers", "subscriptions", "opportunities")
+
+
+def written_portfolio(directory: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """(scores, contract tables) of a portfolio written by `portfolio generate` (e.g. the
+    1,000,000-account one, too large to generate in the benchmark or to load whole): only
+    the tables the stage reads (`STAGE_TABLES`, typed and validated through a sources.yaml
+    restricted to them) and the ground truth's last month (read by DuckDB), as
+    `generated_portfolio` builds them."""
+    import duckdb
+    import yaml
+
+    from features.sources import load_sources, read_sources_config
+
+    directory = directory.resolve()
+    config = read_sources_config(directory / "sources.yaml")
+    tables = {
+        name: {"path": str(directory / source.path)}
+        for name, source in config.tables.items()
+        if name in STAGE_TABLES and source.path is not None
+    }
+    with tempfile.TemporaryDirectory() as work:
+        subset = Path(work) / "sources.yaml"
+        subset.write_text(yaml.safe_dump({"name": directory.name, "tables": tables}))
+        loaded = load_sources(subset).raise_for_errors()
+    truth = str(directory / "ground_truth" / "part-*.parquet")
+    with duckdb.connect() as con:
+        last = con.execute(
+            "SELECT account_id, arr, p_churn_true, p_expand_true, months_to_renewal "
+            "FROM read_parquet(?) WHERE alive AND month = "
+            "(SELECT max(month) FROM read_parquet(?)) ORDER BY account_id",
+            [truth, truth],
+        ).df()
+    last["account_id"] = last["account_id"].astype("str")
+    return scores_from_truth(last, loaded.tables["accounts"]), loaded.tables
+
+
+def scores_from_truth(last: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Scores from the ground truth's last month: p_churn / p_upsell the true 90-day
+    probabilities, days to renewal from the months, the CRM attributes from `accounts`."""
+    return (
         last[["account_id", "arr", "p_churn_true", "p_expand_true", "months_to_renewal"]]
         .rename(columns={"p_churn_true": "p_churn", "p_expand_true": "p_upsell"})
         .assign(days_to_renewal=lambda f: f["months_to_renewal"] * 30.4)
@@ -248,21 +292,24 @@ def generated_portfolio(accounts: int, seed: int) -> tuple[pd.DataFrame, dict[st
         )
         .reset_index(drop=True)
     )
-    return scores, portfolio.tables
 
 
 def portfolio_stage(
-    accounts: int, seed: int, exact_time_limit: float | None, console: Console
+    scores: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    exact_time_limit: float | None,
+    console: Console,
 ) -> tuple[dict[str, Any], SideBySide]:
-    """Timings of the portfolio stage on a generated portfolio, and its allocation side by
-    side with the exact MILP."""
+    """Timings of the portfolio stage on a generated portfolio (scores and tables from
+    `generated_portfolio` or `written_portfolio`), and its allocation side by side with
+    the exact MILP."""
     from serving.batch import arr_history
     from serving.portfolio import build_portfolio_summary, enrich_scores, plan_allocation
 
     settings = PortfolioSettings()
-    scores, tables = generated_portfolio(accounts, seed)
     table, managers = tables["accounts"], tables["account_managers"]
     as_of = pd.Timestamp("2024-12-31")
+    accounts = len(table)
     console.log(
         f"generated {accounts:,} accounts: {len(scores):,} active, {len(managers)} managers"
     )
@@ -412,6 +459,14 @@ def main() -> None:
     )
     parser.add_argument("--portfolio-accounts", type=int, default=100_000, help="0 to skip")
     parser.add_argument(
+        "--portfolio",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="time the portfolio stage on the portfolio `portfolio generate` wrote to DIR "
+        "(e.g. the 1,000,000-account one) instead of generating --portfolio-accounts",
+    )
+    parser.add_argument(
         "--no-portfolio-exact",
         action="store_true",
         help="time the portfolio stage without solving its book exactly too",
@@ -432,10 +487,15 @@ def main() -> None:
             None if accounts <= above else chosen,
             console,
         )
-    if args.portfolio_accounts:
+    if args.portfolio is not None or args.portfolio_accounts:
+        scores, tables = (
+            written_portfolio(args.portfolio)
+            if args.portfolio is not None
+            else generated_portfolio(args.portfolio_accounts, 7)
+        )
         stage, comparison = portfolio_stage(
-            args.portfolio_accounts,
-            7,
+            scores,
+            tables,
             None if args.no_portfolio_exact else args.exact_time_limit,
             console,
         )

@@ -454,3 +454,96 @@ def test_priced_path_leaves_a_book_where_everyone_is_best_kept_out_of_the_solver
     assert result.summary["optimality_gap"] == pytest.approx(0.0, abs=1e-5)
     assert result.summary["objective_with_continuity"] == pytest.approx(1.3 * 100 + 1.1 * (40 + 15))
     assert_every_account_reported(result, scores)
+
+
+def hours_bound_model(seed: int):
+    """The model of a 400-account book whose hours make the LP's slot counts fractional."""
+    from serving import allocation
+
+    scores, book = medium_book(seed, None)
+    tiers = {t: c for c, t in enumerate(TIERS)}
+    ids = list(book["owner_id"])
+    return allocation._build_model(
+        scores["priority"].to_numpy(dtype=float),
+        scores["tier"].map(tiers).to_numpy(dtype=int),
+        np.array([ids.index(o) for o in scores["owner_id"]]),
+        book["seniority"].map({s: c for c, s in enumerate(SENIORITIES)}).to_numpy(dtype=int),
+        book["capacity_accounts"].to_numpy(dtype=float),
+        book["capacity_hours"].to_numpy(dtype=float),
+        AllocationSettings(),
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_warm_started_re_solve_equals_a_solve_from_scratch(seed):
+    # the rounding changes bounds on one HiGHS model and re-solves from the last basis;
+    # that must give the optimum of the LP with those bounds, as a fresh model does
+    from serving import allocation
+
+    model = hours_bound_model(seed)
+    program = allocation._program(model)
+    lp = allocation._LinearProgram(program, with_capacities=True)
+    first = lp.solve()
+    counts = first.x[program.slots]
+    assert np.any(np.abs(counts - np.round(counts)) > 1e-6)  # the rounding has work to do
+    lower, upper = np.zeros(len(program.upper)), program.upper.copy()
+    lower[program.slots] = upper[program.slots] = np.floor(counts + 1e-6)
+    warm = lp.solve(lower, upper)
+    cold = allocation._LinearProgram(program, with_capacities=True).solve(lower, upper)
+    assert warm is not None and cold is not None
+    assert warm.value == pytest.approx(cold.value, rel=1e-9)
+    assert warm.value <= first.value + 1e-6
+    # with every count fixed, the basic solution is integral (the rest is a network) and is
+    # the plan the network LP gives for those counts
+    read = allocation._assignment(model, warm.x)
+    assert read is not None
+    solved = allocation._assign(model, program, np.floor(counts + 1e-6))
+    assert allocation._objective(model, read) == pytest.approx(
+        allocation._objective(model, solved), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_interior_point_start_gives_the_simplex_lp_value_and_prices(seed, monkeypatch):
+    # large programs start with the interior point method (+ crossover): the same LP value,
+    # and prices that bound the optimum just as well, as the dual simplex's
+    from serving import allocation
+
+    model = hours_bound_model(seed)
+    program = allocation._program(model)
+    simplex = allocation._LinearProgram(program, with_capacities=True).solve()
+    monkeypatch.setattr(allocation, "_IPM_MIN_COLUMNS", 0)
+    interior = allocation._LinearProgram(program, with_capacities=True).solve()
+    assert interior.value == pytest.approx(simplex.value, rel=1e-7)
+    prices = allocation._capacity_prices(program, interior, model.m)
+    assert allocation._lagrangian_bound(model, prices) == pytest.approx(simplex.value, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_priced_path_with_an_interior_point_start_stays_within_0_2_percent(seed, monkeypatch):
+    from serving import allocation
+
+    scores, book = medium_book(seed, None)
+    exact = allocate_accounts(scores, book, EXACT_WHOLE)
+    monkeypatch.setattr(allocation, "_IPM_MIN_COLUMNS", 0)
+    priced = allocate_accounts(scores, book, PRICED)
+    assert_within_capacity(priced, book, PRICED)
+    assert_seniority_rule(priced, PRICED)
+    optimum = exact.summary["objective_with_continuity"]
+    found = priced.summary["objective_with_continuity"]
+    assert (1 - 0.002) * optimum <= found <= optimum + 1e-6
+    assert priced.summary["upper_bound"] >= optimum - 1e-6
+
+
+def test_the_neighbourhood_reopens_accounts_only_at_the_managers_around():
+    from serving import allocation
+
+    model = hours_bound_model(0)
+    assigned = model.owner.copy()
+    around = np.zeros(model.m, dtype=bool)
+    around[[1, 4]] = True
+    released = allocation._released(model, assigned, around)
+    assert len(released) > 0
+    assert set(assigned[released]) <= {1, 4}
+    everyone = allocation._released(model, assigned, np.ones(model.m, dtype=bool))
+    assert set(released) == {i for i in everyone if assigned[i] in (1, 4)}
