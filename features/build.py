@@ -446,12 +446,15 @@ class FeatureSession:
     def account_features(self, as_of: AsOf) -> pd.DataFrame:
         """Features at `as_of` (see `build_account_features`)."""
         day = check_as_of(self.period, as_of)
-        frame = self.run_plan(plan_features(self.columns, day, self.unknown_columns(day)))
-        frame = to_feature_dtypes(frame, self.features)
-        self._warn_missing_accounts(frame, day)
-        return frame
+        table = self._run_plan(plan_features(self.columns, day, self.unknown_columns(day)))
+        self._warn_missing_accounts(table["account_id"], day)
+        return to_feature_dtypes(self._decode_ids(table.to_pandas()), self.features)
 
     def run_plan(self, plan: FeaturePlan) -> pd.DataFrame:
+        """The features of a plan, one row per active account in account order (see `_run_plan`)."""
+        return self._decode_ids(self._run_plan(plan).to_pandas())
+
+    def _run_plan(self, plan: FeaturePlan) -> pa.Table:
         """Run the blocks side by side, line their aggregates up by account, then the outputs.
 
         The same result as `plan.single_query()`, faster in DuckDB:
@@ -523,7 +526,7 @@ class FeatureSession:
             self._con.execute(f"SET threads = {int(threads[0])}")
         if (np.diff(table["account_id"].to_numpy()) <= 0).any():
             table = table.sort_by("account_id")  # DuckDB kept the order so far
-        return self._decode_ids(table.to_pandas())
+        return table
 
     def _run_when_ready(
         self, run: Callable[[str], pa.Table], queries: list[str]
@@ -636,16 +639,19 @@ class FeatureSession:
             f"FROM {quote_identifier(raw)}"
         )
 
-    def _warn_missing_accounts(self, frame: pd.DataFrame, day: pd.Timestamp) -> None:
-        if "accounts" not in self.tables or frame.empty:
+    def _warn_missing_accounts(self, accounts: pa.ChunkedArray, day: pd.Timestamp) -> None:
+        """Warn about the active `accounts` (codes) that have no row in the accounts table."""
+        if "accounts" not in self.tables or len(accounts) == 0:
             return
-        known = pc.is_in(
-            pa.array(frame["account_id"]),
-            value_set=pa.array(self.tables["accounts"]["account_id"].dropna()),
-        ).to_numpy(zero_copy_only=False)
-        if known.all():
+        codes = len(self.account_ids)
+        rows = self._arrow_jobs["accounts"].result()["accounts"]["account_id"]
+        described = np.zeros(codes + 1, dtype=bool)  # the last slot: rows without an id
+        described[pc.fill_null(rows, codes).to_numpy()] = True
+        active = accounts.to_numpy()
+        unknown = active[~described[active]]
+        if len(unknown) == 0:
             return
-        missing = frame.loc[~known, "account_id"].tolist()
+        missing = self.account_ids.take(pa.array(unknown)).to_pylist()
         logger.warning(
             "%d account(s) active at %s have revenue but no row in accounts; their "
             "firmographic features are missing: %s%s",

@@ -9,6 +9,7 @@ Arrow computations of the same thing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 
 import duckdb
@@ -173,3 +174,29 @@ def test_a_session_that_cannot_start_leaves_no_thread_behind() -> None:
     with pytest.raises(FeatureError, match="no dated rows"):
         FeatureSession(empty)
     assert threading.active_count() == before
+
+
+def test_active_accounts_without_an_accounts_row_are_named_in_id_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ids = [f"A{i:02d}" for i in range(15)]
+    subscriptions = pd.DataFrame(
+        {
+            "account_id": pd.Series(ids[::-1], dtype="str"),
+            "start_date": pd.to_datetime(["2024-01-01"] * 15).astype("datetime64[ns]"),
+            "end_date": pd.Series([pd.NaT] * 15, dtype="datetime64[ns]"),
+            "arr": [100.0] * 15,
+        }
+    )
+    accounts = pd.DataFrame(
+        {"account_id": pd.Series(["A03", "A07", "B99"], dtype="str"), "segment": "smb"}
+    ).astype({"segment": "str"})
+    with caplog.at_level(logging.WARNING, logger="features.build"):
+        features = build_account_features(
+            {"subscriptions": subscriptions, "accounts": accounts}, "2024-01-01"
+        )
+    assert features["account_id"].tolist() == ids
+    missing = [name for name in ids if name not in ("A03", "A07")]
+    expected = "13 account(s) active at 2024-01-01 have revenue but no row in accounts"
+    assert expected in caplog.text
+    assert f"missing: {', '.join(missing[:10])} ..." in caplog.text
