@@ -3,8 +3,9 @@
 A large portfolio does not fit in memory as source rows (about 250 bytes a
 row once loaded and typed), so the nightly job loads, validates and builds
 features for one partition of the accounts at a time
-(`features.sources.AccountPartition`: `hash(account_id) % K = k`, filtered in
-DuckDB while the files are scanned) and keeps only what the rest of the run
+(`features.sources.AccountPartition`: `hash(account_id) % K = k`; the sources
+are first split once into one set of files per partition,
+`features.sources.split_sources`) and keeps only what the rest of the run
 needs: the feature rows, the validation report and the few whole tables the
 portfolio analytics read (`PORTFOLIO_TABLES`). The functions here are the
 pure pieces of that: choosing K from the sizes of the sources, merging the
