@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from serving.portfolio_inputs import PortfolioInputError, group_labels
 from serving.settings import MetricSettings, PortfolioSettings, ValueSettings
@@ -209,11 +211,20 @@ def _texts(values: pd.Series | pd.Index) -> np.ndarray:
 
 
 def _isin(values: pd.Series | pd.Index, candidates: pd.Series | pd.Index | list[str]) -> np.ndarray:
-    """values.isin(candidates) for ids, through object arrays: pandas' Arrow-string `isin`
-    converts every candidate in a Python loop (0.3 s for 65,000 ids, 10x this)."""
-    return pd.Index(np.asarray(values, dtype=object), dtype=object).isin(
-        np.asarray(candidates, dtype=object)
+    """values.isin(candidates) for ids (bool array), by Arrow's hash lookup on the Arrow
+    strings: pandas' Arrow-string `isin` converts every candidate in a Python loop, and
+    object arrays convert every id (both seconds at 1,000,000 ids)."""
+    return (
+        pc.is_in(_arrow_texts(values), value_set=_arrow_texts(candidates))
+        .fill_null(False)
+        .to_numpy(zero_copy_only=False)
     )
+
+
+def _arrow_texts(values: pd.Series | pd.Index | list[str]) -> pa.Array:
+    """Ids as an Arrow string array (no copy for a column of pandas' Arrow-backed `str`)."""
+    texts = pd.array(values, dtype="str") if isinstance(values, list) else values.astype("str")
+    return pa.array(texts.array if hasattr(texts, "array") else texts, type=pa.large_string())
 
 
 @dataclass(frozen=True)
@@ -272,29 +283,32 @@ def target_status(
         )
     if attributes["is_target"].notna().sum() == 0:
         return pd.DataFrame(columns=["account_id", "segment", "target", "active"])
-    active_ids = set(scores.loc[scores["arr"] > 0, "account_id"].astype(str))
     ids = attributes["account_id"].astype(str)
     return pd.DataFrame(
         {
             "account_id": ids.to_numpy(),
             "segment": group_labels(attributes["segment"], settings.unknown_label).to_numpy(),
             "target": attributes["is_target"].fillna(False).astype(bool).to_numpy(),
-            "active": _isin(ids, list(active_ids)),
+            "active": _isin(ids, scores.loc[scores["arr"] > 0, "account_id"]),
         }
     )
 
 
 def coverage_by_segment(
-    scores: pd.DataFrame, accounts: pd.DataFrame | None, settings: MetricSettings
+    scores: pd.DataFrame,
+    accounts: pd.DataFrame | None,
+    settings: MetricSettings,
+    status: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per segment: target accounts, active accounts, active targets, and coverage.
 
     coverage = active target accounts / target accounts (None when a segment has no
     targets; 0 when it has targets but none is active). Active = scored with arr > 0.
-    Empty frame when no account says is_target.
+    Empty frame when no account says is_target. `status`: `target_status` of the same
+    arguments, when the caller has it already.
     """
     columns = ["target_accounts", "active_accounts", "active_target_accounts", "coverage"]
-    status = target_status(scores, accounts, settings)
+    status = target_status(scores, accounts, settings) if status is None else status.copy()
     if status.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="segment"))
     status["active_target"] = status["target"] & status["active"]
@@ -314,10 +328,14 @@ def coverage_by_segment(
 
 
 def uncovered_targets(
-    scores: pd.DataFrame, accounts: pd.DataFrame | None, settings: MetricSettings
+    scores: pd.DataFrame,
+    accounts: pd.DataFrame | None,
+    settings: MetricSettings,
+    status: pd.DataFrame | None = None,
 ) -> dict[str, list[str]]:
-    """Per segment, the target accounts that are not active customers (sorted ids)."""
-    status = target_status(scores, accounts, settings)
+    """Per segment, the target accounts that are not active customers (sorted ids).
+    `status`: `target_status` of the same arguments, when the caller has it already."""
+    status = target_status(scores, accounts, settings) if status is None else status
     missing = status[status["target"] & ~status["active"]] if not status.empty else status
     return {
         str(segment): sorted(group["account_id"].astype(str))

@@ -42,6 +42,7 @@ from serving.analytics import (
     metrics_by,
     pipeline_velocity,
     realised_nrr,
+    target_status,
     uncovered_targets,
 )
 from serving.movers import find_movers
@@ -301,7 +302,8 @@ def build_portfolio_summary(
     weighted = float(view["expected_arr_at_risk"].sum())
     bands = arr_lost_bands(view, metric, BREAKDOWN_DIMENSIONS)
     concentrated = concentration(view, table, metric)
-    coverage = coverage_by_segment(view, table, metric)
+    targets = target_status(view, table, metric)
+    coverage = coverage_by_segment(view, table, metric, targets)
     realised = realised_nrr(history)
     forecast = forecast_nrr(view, settings)
     velocity = pipeline_velocity(opportunities, day, metric)
@@ -309,7 +311,9 @@ def build_portfolio_summary(
     alerts: list[Alert] = [
         *concentration_alerts(concentrated, view, settings.alerts, unknown),
         *churn_share_alert(view, settings.alerts),
-        *coverage_alerts(coverage, uncovered_targets(view, table, metric), settings.alerts),
+        *coverage_alerts(
+            coverage, uncovered_targets(view, table, metric, targets), settings.alerts
+        ),
     ]
     if previous is not None:
         alerts += account_risk_rise_alert(view, previous, settings.alerts)

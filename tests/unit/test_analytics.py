@@ -514,3 +514,14 @@ def test_bad_scores_are_named(change, message):
 def test_missing_score_columns_are_named():
     with pytest.raises(PortfolioInputError, match=r"scores: missing column\(s\) \['p_upsell'\]"):
         check_scores(pd.DataFrame({"account_id": ["A"], "p_churn": [0.1], "arr": [1.0]}))
+
+
+def test_id_membership_matches_pandas_isin_for_series_index_and_lists():
+    from serving.analytics import _isin
+
+    values = pd.Series(["a", "b", None, "d"], dtype="str")
+    candidates = pd.Index(["d", "a", "x"], dtype="str")
+    expected = values.isin(candidates).to_numpy(dtype=bool)
+    assert _isin(values, candidates).tolist() == expected.tolist() == [True, False, False, True]
+    assert _isin(pd.Index(values), ["b"]).tolist() == [False, True, False, False]
+    assert _isin(values.astype(object), pd.Series([], dtype="str")).tolist() == [False] * 4
