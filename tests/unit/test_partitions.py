@@ -104,6 +104,7 @@ def test_partitions_split_every_account_table_and_add_up(tmp_path: Path) -> None
 
 def _mixed_sources(tmp_path: Path) -> Path:
     """Parquet over two files, a CSV with unparseable values, a `sql` table, some bad rows."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     ACCOUNTS.to_parquet(tmp_path / "accounts.parquet", index=False)
     SUBSCRIPTIONS.iloc[:20].to_parquet(tmp_path / "subs-0.parquet", index=False)
     SUBSCRIPTIONS.iloc[20:].to_parquet(tmp_path / "subs-1.parquet", index=False)
@@ -221,16 +222,33 @@ def test_a_table_parquet_cannot_keep_is_read_from_its_source(tmp_path: Path) -> 
 
 
 def test_a_split_refuses_what_loading_refuses(tmp_path: Path) -> None:
+    """A missing required column stops the split; a file that fails only once scanned is left
+    to the partitions' loads, which refuse it as loading everything does."""
     sources = _mixed_sources(tmp_path)
-    pd.DataFrame({"Id": ["A1"], "start_date": ["2023-01-01"], "arr": [1.0]}).to_parquet(
-        tmp_path / "subs-1.parquet", index=False
-    )
+    nps = pd.DataFrame({"Customer": ["A1"]})  # the query's `Score` is missing
+    nps.to_csv(tmp_path / "nps_raw.csv", index=False)
     with pytest.raises(SourcesError) as loading:
         load_sources(sources)
     with pytest.raises(SourcesError) as splitting:
         split_sources(sources, 3, tmp_path / "split")
     assert str(splitting.value) == str(loading.value)
-    (tmp_path / "ok").mkdir()
+
+    sources = _mixed_sources(tmp_path / "scanned")
+    pd.DataFrame({"Id": ["A1"], "start_date": ["2023-01-01"], "arr": [1.0]}).to_parquet(
+        tmp_path / "scanned" / "subs-1.parquet", index=False
+    )
+    with pytest.raises(SourcesError) as loading:
+        load_sources(sources)
+    try:
+        split = split_sources(sources, 3, tmp_path / "scanned-split")
+    except SourcesError as error:
+        assert str(error) == str(loading.value)
+    else:
+        assert "subscriptions" not in split.tables
+        with pytest.raises(SourcesError) as partition:
+            load_sources(sources, AccountPartition(0, 3, split))
+        assert str(partition.value) == str(loading.value)
+
     split = split_sources(_mixed_sources(tmp_path / "ok"), 3, tmp_path / "ok-split")
     with pytest.raises(ValueError, match="split into 3 partitions, not 4"):
         AccountPartition(0, 4, split)
