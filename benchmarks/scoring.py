@@ -17,11 +17,17 @@ measures, in one run:
   batches of a few sizes;
 - how often each method's top-3 features per model are LightGBM's TreeSHAP
   top-3 (target: 95%);
-- in-process latency of `score_records` for one account with reasons (p50/p99).
+- in-process latency of `score_records` for one account with reasons (p50/p99);
+- where the stage's CPU time goes (the TreeSHAP kernel for both models vs the rest);
+- with `--baseline-commit SHA`: the same stage by `serving.scoring` and
+  `serving.tree_shap` as they were at that commit (read with `git show`),
+  side by side in this process (alternating runs), and whether both give the
+  same frame.
 
     uv run python -m benchmarks.scoring [--rows 100000] [--eval-rows 20000] [--exact-rows 2000]
     uv run python -m benchmarks.scoring --panel PANEL.parquet      # models trained on a panel
     uv run python -m benchmarks.scoring --model-dirs CHURN UPSELL --features FILE  # saved models
+    uv run python -m benchmarks.scoring --rows 50000 --baseline-commit 84cfe7e  # before / after
 
 Results are recorded by hand in docs/benchmarks.md ("Scoring and reasons").
 """
@@ -29,7 +35,11 @@ Results are recorded by hand in docs/benchmarks.md ("Scoring and reasons").
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,7 +61,7 @@ from serving.scoring import (
     score_records,
     tree_shap_tables,
 )
-from serving.tree_shap import TreeShapTables
+from serving.tree_shap import TreeShapTables, explain_all
 from training.model import CalibratedBoostedClassifier
 from training.registry import Champion, load_champion
 
@@ -170,6 +180,17 @@ def train_synthetic_champions(n_rows: int, seed: int = 0) -> tuple[Champion, Cha
 
 
 @dataclass(frozen=True)
+class BaselineComparison:
+    """The scoring stage with reasons at another commit and now, side by side."""
+
+    commit: str
+    rows_per_s: tuple[float, float]  # (baseline, now), wall
+    rows_per_cpu_s: tuple[float, float]
+    batch_rows_per_s: dict[int, tuple[float, float]]
+    same_frame: bool
+
+
+@dataclass(frozen=True)
 class ScoringBenchmark:
     model_source: str
     trees: tuple[int, int]
@@ -198,6 +219,9 @@ class ScoringBenchmark:
     single_direct_p50_ms: float
     max_abs_diff_compiled: float
     max_abs_diff_per_leaf: float
+    stage_cpu_s: float
+    kernel_cpu_s: float
+    baseline: BaselineComparison | None
     machine: dict[str, object]
     load_average_after: float
 
@@ -249,6 +273,7 @@ def run(
     repeats: int,
     model_source: str,
     batch_sizes: tuple[int, ...] = (),
+    baseline_commit: str | None = None,
 ) -> ScoringBenchmark:
     machine = describe_machine()
     models = (churn.model, upsell.model)
@@ -316,6 +341,17 @@ def run(
         for size in batch_sizes
         if size < n
     }
+    # the kernel's share of the stage (both models side by side, raw scores included)
+    jobs = [(tree_shap_tables(m), matrix) for m, matrix in zip(models, matrices, strict=True)]
+    _, kernel_cpu_s = _best_seconds_with_cpu(lambda: explain_all(jobs), repeats)
+    _, stage_cpu_s = _best_seconds_with_cpu(
+        lambda: score_accounts(frame, churn, upsell, top_k=TOP_K), repeats
+    )
+    baseline = (
+        _compare_with_baseline(baseline_commit, churn, upsell, frame, repeats, batch_sizes)
+        if baseline_commit
+        else None
+    )
 
     started = time.perf_counter()
     exact = [
@@ -397,8 +433,84 @@ def run(
         single_direct_p50_ms=float(np.percentile(direct_latencies, 50) * 1e3),
         max_abs_diff_compiled=max_diff,
         max_abs_diff_per_leaf=max_diff_per_leaf,
+        stage_cpu_s=stage_cpu_s,
+        kernel_cpu_s=kernel_cpu_s,
+        baseline=baseline,
         machine=machine,
         load_average_after=os.getloadavg()[0],
+    )
+
+
+def baseline_score_accounts(commit: str) -> Callable[..., pd.DataFrame]:
+    """`score_accounts` as it was at `commit`: that commit's serving/scoring.py and
+    serving/tree_shap.py (`git show`), imported under other names beside today's."""
+    repository = Path(__file__).resolve().parents[1]
+    folder = Path(tempfile.mkdtemp(prefix="scoring-baseline-"))
+    modules = {}
+    for name in ("tree_shap", "scoring"):
+        source = subprocess.run(
+            ["git", "show", f"{commit}:serving/{name}.py"],
+            cwd=repository,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        source = source.replace("from serving.tree_shap import", "from baseline_tree_shap import")
+        path = folder / f"baseline_{name}.py"
+        path.write_text(source, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(f"baseline_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        modules[name] = module
+    return modules["scoring"].score_accounts
+
+
+def _compare_with_baseline(
+    commit: str,
+    churn: Champion,
+    upsell: Champion,
+    frame: pd.DataFrame,
+    repeats: int,
+    batch_sizes: tuple[int, ...],
+) -> BaselineComparison:
+    """The stage with reasons at `commit` and now, alternating runs (the machine is shared)."""
+    baseline = baseline_score_accounts(commit)
+    for model in (churn.model, upsell.model):  # the baseline's own tables and kernels
+        sys.modules["baseline_scoring"].prepare_reasons(model, "tree_shap")
+    n = len(frame)
+    scorers = {"baseline": baseline, "now": score_accounts}
+    best = {name: (float("inf"), float("inf")) for name in scorers}
+    for _ in range(repeats):
+        for name, scorer in scorers.items():
+            timing = _best_seconds_with_cpu(
+                lambda scorer=scorer: scorer(frame, churn, upsell, top_k=TOP_K), 1
+            )
+            best[name] = min(best[name], timing)
+    batches: dict[int, tuple[float, float]] = {}
+    for size in (size for size in batch_sizes if size < n):
+        seconds = {name: float("inf") for name in scorers}
+        for _ in range(repeats):
+            for name, scorer in scorers.items():
+
+                def in_batches(
+                    scorer: Callable[..., pd.DataFrame] = scorer, size: int = size
+                ) -> None:
+                    for start in range(0, n, size):
+                        scorer(frame.iloc[start : start + size], churn, upsell, top_k=TOP_K)
+
+                seconds[name] = min(seconds[name], _best_seconds(in_batches, 1))
+        batches[size] = (n / seconds["baseline"], n / seconds["now"])
+    before = baseline(frame, churn, upsell, top_k=TOP_K)
+    after = score_accounts(frame, churn, upsell, top_k=TOP_K)
+    same = all(before[c].tolist() == after[c].tolist() for c in after.columns if c != "as_of")
+    return BaselineComparison(
+        commit=commit,
+        rows_per_s=(n / best["baseline"][0], n / best["now"][0]),
+        rows_per_cpu_s=(n / best["baseline"][1], n / best["now"][1]),
+        batch_rows_per_s=batches,
+        same_frame=same and bool((before["as_of"] == after["as_of"]).all()),
     )
 
 
@@ -493,6 +605,33 @@ def render(result: ScoringBenchmark) -> Table:
     rows.append(
         ("both boosters' predict on 1 row, p50 (ms)", f"{result.single_direct_p50_ms:.3f}", "")
     )
+    rows.append(
+        (
+            "stage with reasons, CPU s: all / TreeSHAP kernel (both models, raw scores)",
+            f"{result.stage_cpu_s:.3f} / {result.kernel_cpu_s:.3f} "
+            f"({result.kernel_cpu_s / result.stage_cpu_s:.0%})",
+            "",
+        )
+    )
+    if result.baseline is not None:
+        base = result.baseline
+        rows.append(
+            (
+                f"stage + reasons at {base.commit} vs now (accounts/s; per CPU-second)",
+                f"{base.rows_per_s[0]:,.0f} vs {base.rows_per_s[1]:,.0f}; "
+                f"{base.rows_per_cpu_s[0]:,.0f} vs {base.rows_per_cpu_s[1]:,.0f}",
+                "",
+            )
+        )
+        for size, (before, after) in base.batch_rows_per_s.items():
+            rows.append(
+                (
+                    f"the same, batches of {size:,} (accounts/s)",
+                    f"{before:,.0f} vs {after:,.0f}",
+                    "",
+                )
+            )
+        rows.append((f"same frame at {base.commit} and now", str(base.same_frame), ""))
     machine = result.machine
     rows.append(
         (
@@ -533,6 +672,10 @@ def main() -> None:
         default="256,1000,5000",
         help="also score the rows in batches of these sizes (comma-separated)",
     )
+    parser.add_argument(
+        "--baseline-commit",
+        help="also time the stage with serving/scoring.py and serving/tree_shap.py of this commit",
+    )
     args = parser.parse_args()
     console = Console()
     if args.champions:
@@ -572,6 +715,7 @@ def main() -> None:
         args.repeats,
         source,
         tuple(int(size) for size in args.batch_sizes.split(",") if size.strip()),
+        args.baseline_commit,
     )
     console.print(render(result))
 
