@@ -184,30 +184,45 @@ def parent_of(scores: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.Series:
         links = pd.concat([listed, links[~_isin(links.index, listed.index)]])
     links = links.dropna()
     links = links[links != links.index.to_series()]
-    parent = dict(zip(_texts(links.index), _texts(links), strict=True))
-    ids = _texts(scores["account_id"])
-    top: dict[str, str] = {}
-    for start in ids:
-        path = [start]
-        node = start
-        while node in parent and node not in top:
-            node = parent[node]
-            if node in path:
-                cycle = path[path.index(node) :]
-                raise PortfolioInputError(
-                    f"accounts: parent_account_id forms a cycle through {sorted(cycle)}"
-                )
+    # Every id as a code (Arrow's dictionary encoding); each code's parent, itself at a top.
+    # Pointer doubling (top = top[top]) reaches every top in log2(depth) steps; a chain
+    # that runs into a cycle never reaches one.
+    ids = pd.concat(
+        [
+            scores["account_id"].astype("str"),
+            links.index.to_series().astype("str"),
+            links.astype("str"),
+        ],
+        ignore_index=True,
+    )
+    codes, uniques = pd.factorize(ids)
+    n_scores, n_links = len(scores), len(links)
+    parent = np.arange(len(uniques))
+    parent[codes[n_scores : n_scores + n_links]] = codes[n_scores + n_links :]
+    top = parent.copy()
+    for _ in range(max(1, int(np.ceil(np.log2(max(len(uniques), 2))))) + 1):
+        higher = top[top]
+        if np.array_equal(higher, top):
+            break
+        top = higher
+    scored = codes[:n_scores]
+    stuck = parent[top[scored]] != top[scored]  # a top is its own parent; a cycle has none
+    if stuck.any():
+        node = int(scored[np.argmax(stuck)])
+        seen = {node: 0}
+        path = [node]
+        while int(parent[node]) not in seen:
+            node = int(parent[node])
+            seen[node] = len(path)
             path.append(node)
-        root = top.get(node, node)
-        for visited in path:
-            top[visited] = root
-    return pd.Series([top[a] for a in ids], index=scores.index, name="parent")
-
-
-def _texts(values: pd.Series | pd.Index) -> np.ndarray:
-    """Ids as an object array of str, for Python loops (iterating an Arrow-string column
-    converts one value at a time)."""
-    return np.asarray(values.astype(str), dtype=object)
+        cycle = path[seen[int(parent[node])] :]
+        raise PortfolioInputError(
+            "accounts: parent_account_id forms a cycle through "
+            f"{sorted(str(uniques[c]) for c in cycle)}"
+        )
+    return pd.Series(
+        np.asarray(uniques.take(top[scored])), index=scores.index, name="parent", dtype="str"
+    )
 
 
 def _isin(values: pd.Series | pd.Index, candidates: pd.Series | pd.Index | list[str]) -> np.ndarray:

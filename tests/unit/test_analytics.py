@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -525,3 +527,51 @@ def test_id_membership_matches_pandas_isin_for_series_index_and_lists():
     assert _isin(values, candidates).tolist() == expected.tolist() == [True, False, False, True]
     assert _isin(pd.Index(values), ["b"]).tolist() == [False, True, False, False]
     assert _isin(values.astype(object), pd.Series([], dtype="str")).tolist() == [False] * 4
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 5])
+def test_a_parent_cycle_of_any_length_behind_a_chain_is_an_error(length):
+    # C0 -> C1 -> ... -> C(length-1) -> C0, reached from the scored account A through B
+    cycle = [f"C{i}" for i in range(length)]
+    links = {"A": "B", "B": cycle[0]} | {
+        c: cycle[(i + 1) % length] for i, c in enumerate(cycle) if length > 1
+    }
+    scores = pd.DataFrame(
+        {
+            "account_id": pd.Series(["A", "Z"], dtype="str"),
+            "parent_account_id": pd.Series([links["A"], None], dtype="str"),
+        }
+    )
+    accounts = pd.DataFrame(
+        {
+            "account_id": pd.Series(list(links), dtype="str"),
+            "parent_account_id": pd.Series(list(links.values()), dtype="str"),
+        }
+    )
+    if length == 1:  # a self-link is no link: C0 is the top
+        assert serving.analytics.parent_of(scores, accounts).tolist() == ["C0", "Z"]
+        return
+    with pytest.raises(
+        PortfolioInputError,
+        match=re.escape(f"cycle through {sorted(cycle)!r}"),
+    ):
+        serving.analytics.parent_of(scores, accounts)
+
+
+def test_parents_roll_up_long_chains_to_the_top():
+    chain = [f"N{i:03d}" for i in range(300)]  # N000 -> N001 -> ... -> N299 (the top)
+    accounts = pd.DataFrame(
+        {
+            "account_id": pd.Series(chain, dtype="str"),
+            "parent_account_id": pd.Series([*chain[1:], None], dtype="str"),
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "account_id": pd.Series(["N000", "N150", "N299", "X"], dtype="str"),
+            "parent_account_id": pd.Series([None, None, None, "N010"], dtype="str"),
+        }
+    )
+    tops = serving.analytics.parent_of(scores, accounts)
+    assert tops.tolist() == ["N299", "N299", "N299", "N299"]
+    assert list(tops.index) == list(scores.index)
