@@ -4,7 +4,7 @@ Two parts, run with:
 
     uv run python -m benchmarks.allocation [--sizes 10000x50,20000x200,67000x1000]
         [--exact-time-limit 60] [--exact-scenarios-above 20000 0,5]
-        [--portfolio-accounts 100000] [--seed S]
+        [--portfolio-accounts 100000 | --portfolio DIR] [--no-portfolio-exact] [--seed S]
 
 1. Side by side on synthetic books: `serving.allocation.allocate_accounts` with the
    default settings (the priced path of large books: only the accounts that may do better
@@ -24,6 +24,9 @@ Two parts, run with:
    accounts, ARR, owners and managers the job sees): `enrich_scores`, the allocation and
    the rest of `build_portfolio_summary` (bands, concentration, coverage, alerts,
    breakdowns), wall and CPU seconds, and the allocation against the exact MILP.
+   `--portfolio DIR` times it on a portfolio `portfolio generate` wrote instead (e.g. the
+   1,000,000-account one: `--sizes '' --portfolio DIR --no-portfolio-exact`), reading
+   only the tables the stage needs and the ground truth's last month.
 
 Results are recorded by hand in docs/benchmarks.md ("Allocation").
 """
@@ -48,7 +51,18 @@ from serving.allocation import AllocationResult, allocate_accounts
 from serving.portfolio_inputs import ATTRIBUTE_COLUMNS, check_account_managers
 from serving.settings import AllocationSettings, PortfolioSettings
 
-STAGE_TARGET_SECONDS = 10.0  # issue #5 (brief): the portfolio stage at 100,000 generated accounts
+# issue #5: the portfolio stage under ~10 s wall at 100,000 generated accounts, and well
+# under ~2 minutes at 1,000,000 (2 cores)
+STAGE_TARGETS_SECONDS: dict[int, float] = {100_000: 10.0, 1_000_000: 120.0}
+
+
+def stage_target_seconds(accounts: int) -> float:
+    """The stage's target for a book of `accounts` generated accounts (the largest book's
+    target at or below it; the smallest's below them all)."""
+    fitting = [size for size in STAGE_TARGETS_SECONDS if size <= accounts]
+    return STAGE_TARGETS_SECONDS[max(fitting) if fitting else min(STAGE_TARGETS_SECONDS)]
+
+
 T = TypeVar("T")
 
 
@@ -427,10 +441,11 @@ def render_stage(stage: dict[str, Any]) -> str:
     for step, (wall, cpu) in stage["seconds"].items():
         rows.append([step, f"{wall:.2f}", f"{cpu:.2f}"])
         total_wall, total_cpu = total_wall + wall, total_cpu + cpu
-    verdict = "met" if total_wall < STAGE_TARGET_SECONDS else "MISSED"
+    target = stage_target_seconds(stage["accounts_generated"])
+    verdict = "met" if total_wall < target else "MISSED"
     rows.append(
         [
-            f"**portfolio stage** (target < {STAGE_TARGET_SECONDS:.0f} s wall: {verdict})",
+            f"**portfolio stage** (target < {target:.0f} s wall: {verdict})",
             f"**{total_wall:.2f}**",
             f"**{total_cpu:.2f}**",
         ]
