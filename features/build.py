@@ -140,11 +140,9 @@ def _date_bounds(dates: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     if missing.all():
         return None
     numbers = values.view(np.int64)
-    last = numbers.max()  # NaT is below every date
-    first = np.where(missing, last, numbers).min() if missing.any() else numbers.min()
-    return pd.Timestamp(np.datetime64(int(first), unit)), pd.Timestamp(
-        np.datetime64(int(last), unit)
-    )
+    last = int(numbers.max())  # NaT is below every date
+    first = int(np.where(missing, last, numbers).min() if missing.any() else numbers.min())
+    return pd.Timestamp(np.datetime64(first, unit)), pd.Timestamp(np.datetime64(last, unit))
 
 
 def check_as_of(period: DataPeriod, as_of: AsOf) -> pd.Timestamp:
@@ -410,11 +408,6 @@ class FeatureSession:
                 self._cursors.get().close()
         self._con.close()
 
-    @property
-    def arrow_tables(self) -> dict[str, pa.Table]:
-        """The tables as DuckDB reads them (see `_arrow_tables`), once all are converted."""
-        return {name: job.result()[name] for name, job in self._arrow_jobs.items()}
-
     def query(self, sql: str) -> pd.DataFrame:
         """Run SQL over the contract views; account id codes in the result become ids again."""
         return self._decode_ids(self._with_views(self._con, self.tables).sql(sql).df())
@@ -459,16 +452,19 @@ class FeatureSession:
 
         The same result as `plan.single_query()`, faster in DuckDB:
 
-        - the blocks are independent GROUP BY queries: `SESSION_THREADS` of
-          them run at once, each on one DuckDB thread (a GROUP BY over ~100,000
-          accounts costs about a quarter more CPU split over two threads than
-          on one), the largest source tables first so that the long ones do
-          not finish last; only the blocks that read `spine` (the active
-          accounts) wait for the revenue block;
+        - the blocks are independent GROUP BY queries: they run on the
+          session's `SESSION_THREADS` threads, each on one DuckDB thread (a
+          GROUP BY over ~100,000 accounts costs about a quarter more CPU split
+          over two threads than on one), behind the conversion of the tables
+          to Arrow: a thread takes the first block whose tables are converted,
+          the revenue block first, then those of the largest tables so that
+          the long ones do not finish last; only the blocks that read `spine`
+          (the active accounts) wait for the revenue block;
         - results stay Arrow tables: the aggregates of the active accounts are
-          lined up by their integer account code (a take per block instead
-          of a chain of hash joins), and the final SELECT reads that table in
-          account order instead of sorting again; pandas comes in at the end.
+          lined up by their integer account code as each block finishes (a
+          take per block instead of a chain of hash joins), and the final
+          SELECT reads that table in account order, in two halves side by
+          side, instead of sorting again; pandas comes in at the end.
         """
         (_, revenue_sql), *others = plan.blocks
         cursors = self._block_cursors()
