@@ -131,6 +131,56 @@ def oracle_arr_by_snapshot(ground_truth: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# ARR quantiles that bound the bands of the model-vs-oracle breakdown (top 1% last)
+ARR_BAND_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def arr_band_breakdown(
+    arr: np.ndarray,
+    p_model: np.ndarray,
+    p_true: np.ndarray,
+    quantiles: tuple[float, ...] = ARR_BAND_QUANTILES,
+) -> pd.DataFrame:
+    """Where the model's expected ARR at risk departs from the oracle's, by ARR band.
+
+    Bands are cut at the `quantiles` of `arr` over these rows (band k holds
+    edge(k-1) < arr <= edge(k), the first one its lowest ARR too), smallest
+    ARR first. Per band: arr_from,
+    arr_to, rows, share_of_expected (the band's sum of p_true x arr over the
+    total), ratio (the band's sum of p_model x arr over its sum of p_true x
+    arr), mean_p_model, mean_p_true and contribution ((model - oracle) in the
+    band over the total oracle expected ARR at risk; the contributions add up
+    to the overall relative error).
+    """
+    arr, p_model, p_true = (np.asarray(v, dtype=float) for v in (arr, p_model, p_true))
+    if not arr.shape == p_model.shape == p_true.shape:
+        raise ValueError(
+            f"arr, p_model and p_true differ in length: {arr.size}, {p_model.size}, {p_true.size}"
+        )
+    inner = np.quantile(arr, quantiles)
+    band = np.searchsorted(inner, arr, side="left")
+    edges = np.concatenate([[arr.min()], inner, [arr.max()]])
+    expected = p_true * arr
+    total = float(expected.sum())
+    rows = []
+    for k in range(len(inner) + 1):
+        mask = band == k
+        oracle, model = float(expected[mask].sum()), float(np.sum(p_model[mask] * arr[mask]))
+        rows.append(
+            {
+                "arr_from": float(edges[k]),
+                "arr_to": float(edges[k + 1]),
+                "rows": int(mask.sum()),
+                "share_of_expected": oracle / total,
+                "ratio": model / oracle if oracle > 0 else math.nan,
+                "mean_p_model": float(p_model[mask].mean()) if mask.any() else math.nan,
+                "mean_p_true": float(p_true[mask].mean()) if mask.any() else math.nan,
+                "contribution": (model - oracle) / total,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def chance_within(
     p: np.ndarray, arr: np.ndarray, bound: float, draws: int = CHANCE_DRAWS, seed: int = 0
 ) -> float:
@@ -271,6 +321,11 @@ def synthetic_quality(accounts: int, months: int, seed: int, settings: TrainingS
             summary["model_vs_oracle_expected_arr_at_risk"] = round(
                 float(np.sum(p_model * arr_known) / expected - 1), 4
             )
+            bands = arr_band_breakdown(arr_known, p_model, p_true)
+            summary["model_vs_oracle_by_arr_band"] = [
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+                for row in bands.to_dict("records")
+            ]
             # the chance that even the oracle meets the bound against one realised draw
             summary["oracle_chance_within_10pct"] = round(
                 chance_within(p_true, arr_known, SYNTHETIC_TARGETS["arr_rel_error"]), 3

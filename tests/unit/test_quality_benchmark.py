@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binom
 
-from benchmarks.quality import chance_within, oracle_arr_by_snapshot
+from benchmarks.quality import arr_band_breakdown, chance_within, oracle_arr_by_snapshot
 
 
 def test_oracle_arr_by_snapshot_sums_each_labelled_month() -> None:
@@ -54,3 +54,38 @@ def test_chance_within_certain_and_impossible_outcomes() -> None:
     assert chance_within(np.ones(3), np.array([1.0, 2.0, 3.0]), 0.0, draws=100) == 1.0
     # one account churning with probability 1/2: realised 0 or 100 against 50 expected
     assert chance_within(np.array([0.5]), np.array([100.0]), 0.10, draws=1_000) == 0.0
+
+
+def test_arr_band_breakdown_locates_the_error_in_the_largest_accounts() -> None:
+    # ten accounts: eight small (ARR 10), two large (ARR 1000); the model is
+    # right on the small ones and doubles the large ones' probability
+    arr = np.array([10.0] * 8 + [1000.0, 1000.0])
+    p_true = np.array([0.2] * 8 + [0.01, 0.03])
+    p_model = np.array([0.2] * 8 + [0.02, 0.06])
+    bands = arr_band_breakdown(arr, p_model, p_true, quantiles=(0.5,))
+    small, large = bands.iloc[0], bands.iloc[1]
+    assert (small["rows"], large["rows"]) == (8, 2)
+    total = 8 * 0.2 * 10 + 10 + 30
+    assert small["share_of_expected"] == pytest.approx(16 / total)
+    assert large["share_of_expected"] == pytest.approx(40 / total)
+    assert small["ratio"] == pytest.approx(1.0)
+    assert large["ratio"] == pytest.approx(2.0)
+    assert large["mean_p_model"] == pytest.approx(0.04)
+    assert large["mean_p_true"] == pytest.approx(0.02)
+    assert (large["arr_from"], large["arr_to"]) == (10.0, 1000.0)  # 10 < arr <= 1000
+    overall = np.sum(p_model * arr) / np.sum(p_true * arr) - 1
+    assert bands["contribution"].sum() == pytest.approx(overall)
+    assert small["contribution"] == pytest.approx(0.0)
+
+
+def test_arr_band_breakdown_bands_cover_every_row_once() -> None:
+    rng = np.random.default_rng(3)
+    arr = rng.lognormal(10, 2, 5_000)
+    p = rng.uniform(0.001, 0.2, 5_000)
+    bands = arr_band_breakdown(arr, p, p)
+    assert bands["rows"].sum() == 5_000
+    assert list(bands["rows"]) == [2_500, 2_000, 450, 50]
+    assert bands["share_of_expected"].sum() == pytest.approx(1.0)
+    assert np.allclose(bands["ratio"], 1.0) and np.allclose(bands["contribution"], 0.0)
+    with pytest.raises(ValueError, match="differ in length"):
+        arr_band_breakdown(arr, p[:-1], p)
