@@ -302,6 +302,14 @@ class _LinearProgram:
         self._program_upper = program.upper
         self._solved = False
 
+    def optimum(self, upper: np.ndarray | None = None) -> _Relaxed:
+        """The optimum with these upper bounds and every lower bound 0 (never infeasible:
+        all zero is a solution)."""
+        relaxed = self.solve(None if upper is None else np.zeros(self._columns), upper)
+        if relaxed is None:
+            raise RuntimeError("allocation LP failed: infeasible with every variable at 0")
+        return relaxed
+
     def solve(
         self, lower: np.ndarray | None = None, upper: np.ndarray | None = None
     ) -> _Relaxed | None:
@@ -335,16 +343,6 @@ def _highs_bounds(upper: np.ndarray) -> np.ndarray:
     return np.where(np.isinf(upper), highspy.kHighsInf, upper)
 
 
-def _solve_lp(
-    program: _Program,
-    upper: np.ndarray,
-    with_capacities: bool,
-    lower: np.ndarray | None = None,
-) -> _Relaxed | None:
-    """The LP's optimal basic solution, solved once; None when the bounds make it infeasible."""
-    return _LinearProgram(program, with_capacities).solve(lower, upper)
-
-
 def _slot_counts_exact(
     program: _Program, gap: float, time_limit: float
 ) -> tuple[np.ndarray, float, bool] | None:
@@ -373,8 +371,7 @@ def _assign(model: _Model, program: _Program, slot_counts: np.ndarray) -> np.nda
     """The integral network solution for fixed k: the manager index per account or -1."""
     upper = program.upper.copy()
     upper[program.slots] = slot_counts
-    result = _solve_lp(program, upper, with_capacities=False)
-    assert result is not None  # no lower bounds: never infeasible (all zero is a solution)
+    result = _LinearProgram(program, with_capacities=False).optimum(upper)
     assigned = _assignment(model, result.x)
     if assigned is None:
         raise RuntimeError("allocation: the network LP returned a fractional assignment")
@@ -636,8 +633,7 @@ def _solve(model: _Model, settings: AllocationSettings) -> _Plan:
         return _solve_priced(model, settings)
     program = _program(model)
     lp = _LinearProgram(program, with_capacities=True)
-    relaxed = lp.solve()
-    assert relaxed is not None  # no lower bounds: never infeasible
+    relaxed = lp.optimum()
     bound = relaxed.value
     relaxed_k = relaxed.x[program.slots]
     if np.any(np.abs(relaxed_k - np.round(relaxed_k)) > _INTEGRAL):
@@ -751,8 +747,7 @@ def _solve_priced(model: _Model, settings: AllocationSettings) -> _Plan:
             break
         program = _program(part)
         lp = _LinearProgram(program, with_capacities=True)
-        relaxed = lp.solve()
-        assert relaxed is not None  # no lower bounds: never infeasible
+        relaxed = lp.optimum()
         prices = _capacity_prices(program, relaxed, model.m)
         stay, move = _gains(model, prices)
         late = ~free & (np.maximum(move, 0.0) > stay + model.tie)

@@ -483,7 +483,7 @@ def test_a_warm_started_re_solve_equals_a_solve_from_scratch(seed):
     model = hours_bound_model(seed)
     program = allocation._program(model)
     lp = allocation._LinearProgram(program, with_capacities=True)
-    first = lp.solve()
+    first = lp.optimum()
     counts = first.x[program.slots]
     assert np.any(np.abs(counts - np.round(counts)) > 1e-6)  # the rounding has work to do
     lower, upper = np.zeros(len(program.upper)), program.upper.copy()
@@ -511,9 +511,9 @@ def test_interior_point_start_gives_the_simplex_lp_value_and_prices(seed, monkey
 
     model = hours_bound_model(seed)
     program = allocation._program(model)
-    simplex = allocation._LinearProgram(program, with_capacities=True).solve()
+    simplex = allocation._LinearProgram(program, with_capacities=True).optimum()
     monkeypatch.setattr(allocation, "_IPM_MIN_COLUMNS", 0)
-    interior = allocation._LinearProgram(program, with_capacities=True).solve()
+    interior = allocation._LinearProgram(program, with_capacities=True).optimum()
     assert interior.value == pytest.approx(simplex.value, rel=1e-7)
     prices = allocation._capacity_prices(program, interior, model.m)
     assert allocation._lagrangian_bound(model, prices) == pytest.approx(simplex.value, rel=1e-6)
