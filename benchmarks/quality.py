@@ -6,7 +6,8 @@ Three parts (default: all), each with default training settings:
   `train_from_sources` end to end (panel, tuning, calibration, baselines,
   MLflow logging into a temporary store, gate), timed. On the evaluation
   snapshot: churn ROC-AUC vs the ground-truth oracle's AUC (`p_churn_true`)
-  on the same rows, ECE, predicted vs realised ARR at risk; upsell likewise.
+  on the same rows, ECE, predicted vs realised ARR at risk, predicted vs the
+  oracle's expected ARR at risk, overall and by ARR band; upsell likewise.
   Targets: AUC within 0.03 of the oracle, ECE <= 0.02, ARR at risk within
   10%, both targets trained in under 5 minutes on 2 cores.
 - synthetic-oracle: no training; `--seeds` generated portfolios (seeds
