@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -271,10 +272,15 @@ def _explain_chunk(
     _explain_rows(matrix, out, raw, *arrays)
 
 
-@functools.cache
 def _pool() -> ThreadPoolExecutor:
-    """The shared pool (created on first use, one per process)."""
-    return ThreadPoolExecutor(explain_threads(), thread_name_prefix="tree-shap")
+    """The shared pool (created on first use, one per process: a forked child gets its own,
+    since its parent's threads do not exist in it)."""
+    return _pool_of(os.getpid())
+
+
+@functools.cache
+def _pool_of(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(explain_threads(), thread_name_prefix=f"tree-shap-{pid}")
 
 
 # ------------------------------------------------------------------ one leaf's table

@@ -197,3 +197,23 @@ def test_concurrent_calls_from_threads():
         np.testing.assert_array_equal(result, expected)
     for result in results[3:]:
         np.testing.assert_array_equal(result, expected[:5])
+
+
+def _explain_in_child(tables: TreeShapTables, x: np.ndarray, queue) -> None:
+    queue.put(tables.explain(x)[0])
+
+
+def test_a_forked_child_explains_on_its_own_threads():
+    """The parent's pool threads do not exist after a fork: the child must not wait on them."""
+    import multiprocessing
+
+    x, y = _data(n=PARALLEL_MIN_ROWS * 4)
+    tables = TreeShapTables.from_booster(_booster(x, y))
+    raw = tables.explain(x)[0]  # the parent's pool is running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_explain_in_child, args=(tables, x, queue))
+    child.start()
+    np.testing.assert_array_equal(queue.get(timeout=120), raw)
+    child.join(timeout=60)
+    assert child.exitcode == 0
