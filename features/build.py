@@ -779,15 +779,23 @@ def _arrow_tables(frames: Mapping[str, pd.DataFrame], dictionary: pa.Array) -> d
 def _arrow_column(values: pd.Series) -> pa.Array | pa.ChunkedArray:
     """A column as Arrow, its missing values (NaN, NaT, NA) as nulls.
 
-    NumPy floats and dates are handed over without a copy when nothing is
-    missing (a mask otherwise), which is several times cheaper than Arrow's
-    generic pandas conversion; other dtypes take that conversion.
+    NumPy floats and dates are handed over without a copy of their values
+    (missing ones as a validity mask), which is several times cheaper than
+    Arrow's generic pandas conversion (dates go through their int64 view:
+    Arrow converts NumPy dates value by value); other dtypes take that
+    conversion.
     """
     dtype = values.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind in "fM":
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
         array = values.to_numpy()
-        missing = np.isnan(array) if dtype.kind == "f" else np.isnat(array)
+        missing = np.isnan(array)
         return pa.array(array, mask=missing if missing.any() else None)
+    if isinstance(dtype, np.dtype) and dtype.kind == "M":
+        # Through the integers: Arrow copies NumPy dates value by value (20 ms per 10 M).
+        array = values.to_numpy()
+        missing = np.isnat(array)
+        integers = pa.array(array.view(np.int64), mask=missing if missing.any() else None)
+        return integers.view(pa.from_numpy_dtype(dtype))
     return pa.array(values, from_pandas=True)
 
 
