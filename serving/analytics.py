@@ -309,24 +309,17 @@ def target_status(
     )
 
 
-def coverage_by_segment(
-    scores: pd.DataFrame,
-    accounts: pd.DataFrame | None,
-    settings: MetricSettings,
-    status: pd.DataFrame | None = None,
-) -> pd.DataFrame:
+def coverage_by_segment(status: pd.DataFrame) -> pd.DataFrame:
     """Per segment: target accounts, active accounts, active targets, and coverage.
 
-    coverage = active target accounts / target accounts (None when a segment has no
-    targets; 0 when it has targets but none is active). Active = scored with arr > 0.
-    Empty frame when no account says is_target. `status`: `target_status` of the same
-    arguments, when the caller has it already.
+    `status` is `target_status(...)`. coverage = active target accounts / target
+    accounts (None when a segment has no targets; 0 when it has targets but none is
+    active). Active = scored with arr > 0. Empty frame when no account says is_target.
     """
     columns = ["target_accounts", "active_accounts", "active_target_accounts", "coverage"]
-    status = target_status(scores, accounts, settings) if status is None else status.copy()
     if status.empty:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="segment"))
-    status["active_target"] = status["target"] & status["active"]
+    status = status.assign(active_target=status["target"] & status["active"])
     counts = status.groupby("segment")[["target", "active", "active_target"]].sum().astype(int)
     counts.columns = columns[:3]
     counts["coverage"] = pd.Series(
@@ -342,15 +335,9 @@ def coverage_by_segment(
     return counts.sort_index()
 
 
-def uncovered_targets(
-    scores: pd.DataFrame,
-    accounts: pd.DataFrame | None,
-    settings: MetricSettings,
-    status: pd.DataFrame | None = None,
-) -> dict[str, list[str]]:
-    """Per segment, the target accounts that are not active customers (sorted ids).
-    `status`: `target_status` of the same arguments, when the caller has it already."""
-    status = target_status(scores, accounts, settings) if status is None else status
+def uncovered_targets(status: pd.DataFrame) -> dict[str, list[str]]:
+    """Per segment, the target accounts that are not active customers (sorted ids);
+    `status` is `target_status(...)`."""
     missing = status[status["target"] & ~status["active"]] if not status.empty else status
     return {
         str(segment): sorted(group["account_id"].astype(str))

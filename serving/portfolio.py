@@ -303,7 +303,7 @@ def build_portfolio_summary(
     bands = arr_lost_bands(view, metric, BREAKDOWN_DIMENSIONS)
     concentrated = concentration(view, table, metric)
     targets = target_status(view, table, metric)
-    coverage = coverage_by_segment(view, table, metric, targets)
+    coverage = coverage_by_segment(targets)
     realised = realised_nrr(history)
     forecast = forecast_nrr(view, settings)
     velocity = pipeline_velocity(opportunities, day, metric)
@@ -311,9 +311,7 @@ def build_portfolio_summary(
     alerts: list[Alert] = [
         *concentration_alerts(concentrated, view, settings.alerts, unknown),
         *churn_share_alert(view, settings.alerts),
-        *coverage_alerts(
-            coverage, uncovered_targets(view, table, metric, targets), settings.alerts
-        ),
+        *coverage_alerts(coverage, uncovered_targets(targets), settings.alerts),
     ]
     if previous is not None:
         alerts += account_risk_rise_alert(view, previous, settings.alerts)

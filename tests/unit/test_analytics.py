@@ -24,6 +24,7 @@ from serving.analytics import (
     parent_of,
     pipeline_velocity,
     realised_nrr,
+    target_status,
     uncovered_targets,
 )
 from serving.portfolio_inputs import (
@@ -309,7 +310,7 @@ def coverage_portfolio() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_coverage_by_segment_by_hand():
     scores, accounts = coverage_portfolio()
-    coverage = coverage_by_segment(scores, accounts, MetricSettings())
+    coverage = coverage_by_segment(target_status(scores, accounts, MetricSettings()))
     # ent: targets T1, T2, Z1; active T1, N1 -> 1 / 3
     assert coverage.loc["ent"].tolist() == [3, 2, 1, pytest.approx(1 / 3)]
     # mid: a target segment with no customer at all -> 0
@@ -322,7 +323,7 @@ def test_coverage_by_segment_by_hand():
 
 def test_uncovered_targets_lists_the_targets_that_are_not_customers():
     scores, accounts = coverage_portfolio()
-    assert uncovered_targets(scores, accounts, MetricSettings()) == {
+    assert uncovered_targets(target_status(scores, accounts, MetricSettings())) == {
         "ent": ["T2", "Z1"],
         "mid": ["M1"],
     }
@@ -330,7 +331,7 @@ def test_uncovered_targets_lists_the_targets_that_are_not_customers():
 
 def test_coverage_without_any_target_flag_is_empty():
     scores = scores_frame([{"account_id": "A", "arr": 1.0, "segment": "x"}])
-    assert coverage_by_segment(scores, None, MetricSettings()).empty
+    assert coverage_by_segment(target_status(scores, None, MetricSettings())).empty
 
 
 # --------------------------------------------------------------------------- NRR
