@@ -259,9 +259,8 @@ class _Relaxed:
 
     x: np.ndarray
     value: float  # value @ x (with the solver's tie-break)
-    duals_ub: (
-        np.ndarray
-    )  # per row of a_ub: its dual (<= 0: what one more unit of it is worth, negated)
+    # per row of a_ub: its dual (<= 0: what one more unit of it is worth, negated)
+    duals_ub: np.ndarray
 
 
 class _LinearProgram:
