@@ -16,6 +16,16 @@ Three parts (default: all), each with default training settings:
   x ARR), pooled by the snapshot's position from the end of the data: whether
   the oracle is biased at the last (evaluation) snapshot, and how often it
   meets the 10% bound itself.
+- synthetic-pooled: `--seeds` generated portfolios (default 16), the churn
+  model trained on each with default settings (no MLflow logging), and the
+  evaluation snapshots pooled: sum of p_churn x ARR against the sum of the
+  realised churned ARR, next to the oracle's pooled expectation, with per-seed
+  rows. The measurable reading of "predicted ARR at risk within 10% of the
+  realised churned ARR" (one snapshot's realised ARR has a chance SD of ~23%).
+- search-space: churn booster variants (`SEARCH_VARIANTS`) side by side on
+  the same data per seed (`--seeds`, default 6), with a fixed `--trials`
+  count and no time budget so the comparison is deterministic; model vs the
+  oracle's expected ARR at risk, overall and for the top 1% of accounts by ARR.
 - telco: IBM Telco flat table, stratified 20% hold-out (`--telco-seeds` more
   splits to show the spread). Target: ROC-AUC >= 0.85, ECE <= 0.03 at seed 0.
 - cdnow: the CDNOW orders mapping, trained as of 1997-12-31 with a 180-day
@@ -23,8 +33,9 @@ Three parts (default: all), each with default training settings:
   accounts active at 1997-12-31 scored then, labelled by 1998-06-29, next to
   a BG/NBD baseline fitted on the same history.
 
-    uv run python -m benchmarks.quality [--part synthetic|synthetic-oracle|telco|cdnow|all]
-        [--accounts N] [--months M] [--seed S] [--seeds N]
+    uv run python -m benchmarks.quality [--part synthetic|synthetic-oracle|synthetic-pooled|
+        search-space|telco|cdnow|all] [--accounts N] [--months M] [--seed S] [--seeds N]
+        [--trials T]
 
 Prints the figures and writes benchmarks/results/quality.json; the figures
 are recorded by hand in docs/benchmarks.md ("Model quality").
@@ -51,7 +62,9 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.machine import describe_machine
 from training.bgnbd import BGNBD, repeat_purchase_summary
 from training.metrics import evaluate_binary
+from training.model import CalibratedBoostedClassifier
 from training.pipeline import TrainingResult, TrainingSettings, train_from_sources, train_from_table
+from training.tuning import SearchSpace, TuningSettings, tune_holdout
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -359,6 +372,282 @@ def synthetic_quality(accounts: int, months: int, seed: int, settings: TrainingS
     return out
 
 
+# ------------------------------------------------------------------ search-space variants
+
+# Booster variants compared on the same churn panels (`search_space_comparison`):
+# a SearchSpace is tuned (holdout search, then fit and calibrate like the
+# pipeline); a dict is a fixed parameter set, fitted without tuning.
+SEARCH_VARIANTS: dict[str, SearchSpace | dict[str, Any]] = {
+    "current (mcs 5-400)": SearchSpace(min_child_samples=(5, 400)),
+    "mcs 5-100": SearchSpace(min_child_samples=(5, 100)),
+    "mcs 5-50": SearchSpace(min_child_samples=(5, 50)),
+    "fixed 300 x 0.03, 15 leaves, mcs 20, Platt": {
+        "n_estimators": 300,
+        "learning_rate": 0.03,
+        "num_leaves": 15,
+        "min_child_samples": 20,
+        "calibration": "platt",
+    },
+}
+
+
+def _synthetic_churn_folds(accounts: int, months: int, seed: int, settings: TrainingSettings):
+    """One generated portfolio's churn folds as the pipeline splits them, with the oracle.
+
+    Returns (folds, features, p_true of the evaluation rows, seconds to generate
+    and build the panel); folds maps train / calibration / evaluation to panel rows.
+    """
+    from features import build_training_panel, default_snapshot_dates, feature_columns
+    from features.synthetic import GeneratorSettings, generate_portfolio
+    from training.pipeline import split_snapshots
+
+    started = time.perf_counter()
+    portfolio = generate_portfolio(GeneratorSettings(n_accounts=accounts, months=months, seed=seed))
+    dates = default_snapshot_dates(portfolio.tables, None, 90, freq=settings.snapshot_freq)
+    if settings.max_snapshots is not None:
+        dates = dates[-settings.max_snapshots :]
+    split = split_snapshots(dates, 90, settings.calibration_snapshots)
+    used = sorted({*split.train, *split.calibration, split.evaluation})
+    panel = build_training_panel(portfolio.tables, used, 90)
+    as_of = pd.to_datetime(panel["as_of"])
+    folds = {
+        "train": panel[as_of.isin(split.train)],
+        "calibration": panel[as_of.isin(split.calibration)],
+        "evaluation": panel[as_of == split.evaluation].reset_index(drop=True),
+    }
+    truth = portfolio.ground_truth
+    truth = pd.DataFrame(
+        {
+            "account_id": truth["account_id"].astype(str),
+            "as_of": pd.to_datetime(truth["month"]).astype("datetime64[ns]"),
+            "p_true": truth["p_churn_true"].astype(float),
+        }
+    )
+    keys = folds["evaluation"][["account_id", "as_of"]].astype(
+        {"account_id": str, "as_of": "datetime64[ns]"}
+    )
+    p_true = keys.merge(truth, on=["account_id", "as_of"], how="left")["p_true"]
+    if p_true.isna().any():
+        raise RuntimeError(f"seed {seed}: {int(p_true.isna().sum())} evaluation rows lack p_true")
+    return folds, feature_columns(panel), p_true.to_numpy(), time.perf_counter() - started
+
+
+def churn_against_oracle(
+    y: np.ndarray, p_model: np.ndarray, p_true: np.ndarray, arr: np.ndarray
+) -> dict[str, Any]:
+    """A churn model on one evaluation snapshot against the generator's true probability.
+
+    ROC-AUC gap (oracle minus model), ECE, model vs the oracle's expected ARR
+    at risk overall and by ARR band (top 1% and p90-p99 ratios), and the
+    realised churned ARR next to both.
+    """
+    model = evaluate_binary(y, p_model, arr)
+    oracle_auc = float(roc_auc_score(y, p_true))
+    expected = float(np.sum(p_true * arr))
+    bands = arr_band_breakdown(arr, p_model, p_true)
+    return {
+        "roc_auc": round(float(model["roc_auc"]), 4),
+        "oracle_roc_auc": round(oracle_auc, 4),
+        "auc_gap_to_oracle": round(oracle_auc - float(model["roc_auc"]), 4),
+        "ece": round(float(model["ece"]), 4),
+        "model_vs_oracle_expected_arr_at_risk": round(
+            float(np.sum(p_model * arr)) / expected - 1, 4
+        ),
+        "top_1pct_ratio": round(float(bands["ratio"].iloc[-1]), 3),
+        "p90_p99_ratio": round(float(bands["ratio"].iloc[-2]), 3),
+        "predicted_arr_at_risk": round(float(np.sum(p_model * arr)), 2),
+        "oracle_expected_arr_at_risk": round(expected, 2),
+        "realised_churned_arr": round(float(np.sum(y * arr)), 2),
+    }
+
+
+def _fit_variant(
+    variant: SearchSpace | dict[str, Any],
+    folds: dict[str, pd.DataFrame],
+    features: list[str],
+    tuning: TuningSettings,
+) -> tuple[CalibratedBoostedClassifier, dict[str, Any]]:
+    X_train, X_cal = folds["train"][features], folds["calibration"][features]
+    y_train = folds["train"]["churn"].to_numpy(dtype=np.float64)
+    y_cal = folds["calibration"]["churn"].to_numpy(dtype=np.float64)
+    if isinstance(variant, SearchSpace):
+        result = tune_holdout(X_train, y_train, X_cal, y_cal, replace(tuning, search_space=variant))
+        params = {**result.best_params}
+        chosen = {
+            "trials": result.n_trials,
+            "pruned": result.n_pruned,
+            **{k: params[k] for k in ("min_child_samples", "num_leaves", "n_estimators")},
+            "learning_rate": round(params["learning_rate"], 4),
+        }
+    else:
+        params = {
+            **variant,
+            "random_state": tuning.seed,
+            "n_jobs": tuning.threads_for(len(X_train)),
+        }
+        chosen = {k: v for k, v in variant.items() if k != "calibration"}
+    model = CalibratedBoostedClassifier(**params).fit(X_train, y_train, X_cal, y_cal)
+    chosen["calibrator"] = model.calibrator_["method"]
+    return model, chosen
+
+
+def search_space_comparison(
+    accounts: int,
+    months: int,
+    seeds: list[int],
+    n_trials: int,
+    variants: dict[str, SearchSpace | dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Churn booster variants side by side on the same generated data, seed by seed.
+
+    Per seed the portfolio is generated and the churn panel built once; every
+    variant trains on the same folds as the pipeline's time split (tuned
+    variants with `n_trials` trials and no time budget, so the comparison does
+    not depend on the machine's load) and is scored on the evaluation
+    snapshot by `churn_against_oracle`, with its training seconds (tuning,
+    fit and calibration).
+    """
+    variants = variants or SEARCH_VARIANTS
+    settings = TrainingSettings(track=False)
+    tuning = replace(settings.tuning, n_trials=n_trials, timeout_seconds=None)
+    rows = []
+    for seed in seeds:
+        folds, features, p_true, prepare_seconds = _synthetic_churn_folds(
+            accounts, months, seed, settings
+        )
+        evaluation = folds["evaluation"]
+        y = evaluation["churn"].to_numpy(dtype=np.float64)
+        arr = evaluation["arr"].to_numpy(dtype=np.float64)
+        for name, variant in variants.items():
+            started = time.perf_counter()
+            model, chosen = _fit_variant(variant, folds, features, tuning)
+            seconds = time.perf_counter() - started
+            p_model = model.predict_proba(evaluation[features])
+            row = {
+                "seed": seed,
+                "variant": name,
+                **churn_against_oracle(y, p_model, p_true, arr),
+                "train_seconds": round(seconds, 1),
+                "chosen": chosen,
+            }
+            rows.append(row)
+            console.print_json(json.dumps(row, default=str))
+        console.log(f"seed {seed}: generated and built the panel in {prepare_seconds:.0f} s")
+    summary = {}
+    for name in variants:
+        mine = [r for r in rows if r["variant"] == name]
+        errors = np.array([r["model_vs_oracle_expected_arr_at_risk"] for r in mine])
+        summary[name] = {
+            "mean_abs_model_vs_oracle": round(float(np.mean(np.abs(errors))), 4),
+            "max_abs_model_vs_oracle": round(float(np.max(np.abs(errors))), 4),
+            "mean_top_1pct_ratio": round(float(np.mean([r["top_1pct_ratio"] for r in mine])), 3),
+            "max_auc_gap": max(r["auc_gap_to_oracle"] for r in mine),
+            "max_ece": max(r["ece"] for r in mine),
+            "mean_train_seconds": round(float(np.mean([r["train_seconds"] for r in mine])), 1),
+        }
+    return {"n_trials": n_trials, "seeds": seeds, "rows": rows, "summary": summary}
+
+
+# ------------------------------------------------------------------ pooled over seeds
+
+
+def _oracle_for(evaluation: pd.DataFrame, ground_truth: pd.DataFrame) -> np.ndarray:
+    """`p_churn_true` of a pipeline's evaluation rows (account_id, as_of)."""
+    truth = pd.DataFrame(
+        {
+            "account_id": ground_truth["account_id"].astype(str),
+            "as_of": pd.to_datetime(ground_truth["month"]).astype("datetime64[ns]"),
+            "p_true": ground_truth["p_churn_true"].astype(float),
+        }
+    )
+    keys = pd.DataFrame(
+        {
+            "account_id": evaluation["account_id"].astype(str),
+            "as_of": pd.to_datetime(evaluation["as_of"]).astype("datetime64[ns]"),
+        }
+    )
+    p_true = keys.merge(truth, on=["account_id", "as_of"], how="left")["p_true"]
+    if p_true.isna().any():
+        raise RuntimeError(f"{int(p_true.isna().sum())} evaluation rows have no p_churn_true")
+    return p_true.to_numpy()
+
+
+def synthetic_pooled(
+    accounts: int, months: int, seeds: list[int], settings: TrainingSettings
+) -> dict[str, Any]:
+    """Predicted vs realised churned ARR pooled over independently generated portfolios.
+
+    Per seed: a portfolio is generated and the churn model trained with
+    `settings` (`train_from_sources`, churn only); on its evaluation snapshot
+    the predicted ARR at risk (sum of p_churn x ARR), the realised churned ARR
+    and the oracle's expected ARR at risk (sum of p_churn_true x ARR), with
+    `churn_against_oracle`'s figures. Pooled: the sums over all seeds'
+    evaluation snapshots, the model's and the oracle's relative error against
+    the realised, and the realised sum's chance SD relative to the oracle's
+    expectation (independent Bernoulli draws at the true probabilities).
+    """
+    from features.synthetic import GeneratorSettings, generate_portfolio
+
+    bound = SYNTHETIC_TARGETS["arr_rel_error"]
+    per_seed: list[dict[str, Any]] = []
+    chance_var = 0.0
+    for seed in seeds:
+        portfolio = generate_portfolio(
+            GeneratorSettings(n_accounts=accounts, months=months, seed=seed)
+        )
+        started = time.perf_counter()
+        result = train_from_sources(portfolio.tables, None, 90, "churn", settings).targets["churn"]
+        seconds = time.perf_counter() - started
+        rows = result.evaluation
+        p_true = _oracle_for(rows, portfolio.ground_truth)
+        arr = rows["arr"].to_numpy(dtype=np.float64)
+        y = rows["label"].to_numpy(dtype=np.float64)
+        p_model = rows["p"].to_numpy(dtype=np.float64)
+        chance_var += float(np.sum(p_true * (1 - p_true) * arr**2))
+        row = {
+            "seed": seed,
+            "evaluation": result.data["evaluation"],
+            **churn_against_oracle(y, p_model, p_true, arr),
+            "model_vs_realised": round(float(np.sum(p_model * arr) / np.sum(y * arr) - 1), 4),
+            "oracle_vs_realised": round(float(np.sum(p_true * arr) / np.sum(y * arr) - 1), 4),
+            "trials": result.tuning.n_trials,
+            "min_child_samples": result.tuning.best_params["min_child_samples"],
+            "calibrator": result.model.calibrator_["method"],
+            "train_seconds": round(seconds, 1),
+        }
+        per_seed.append(row)
+        console.print_json(json.dumps(row, default=str))
+    predicted = sum(r["predicted_arr_at_risk"] for r in per_seed)
+    realised = sum(r["realised_churned_arr"] for r in per_seed)
+    expected = sum(r["oracle_expected_arr_at_risk"] for r in per_seed)
+    model_error, oracle_error = predicted / realised - 1, expected / realised - 1
+    return {
+        "accounts": accounts,
+        "months": months,
+        "seeds": seeds,
+        "tuning": {
+            "n_trials": settings.tuning.n_trials,
+            "timeout_seconds": settings.tuning.timeout_seconds,
+        },
+        "pooled": {
+            "snapshots": len(per_seed),
+            "predicted_arr_at_risk": round(predicted, 2),
+            "realised_churned_arr": round(realised, 2),
+            "oracle_expected_arr_at_risk": round(expected, 2),
+            "model_vs_realised": round(model_error, 4),
+            "oracle_vs_realised": round(oracle_error, 4),
+            "model_vs_oracle_expected": round(predicted / expected - 1, 4),
+            "realised_relative_sd_by_chance": round(math.sqrt(chance_var) / expected, 4),
+            "model_within_10pct_of_realised": abs(model_error) <= bound,
+            "oracle_within_10pct_of_realised": abs(oracle_error) <= bound,
+        },
+        "max_auc_gap_to_oracle": max(r["auc_gap_to_oracle"] for r in per_seed),
+        "max_ece": max(r["ece"] for r in per_seed),
+        "max_train_seconds": max(r["train_seconds"] for r in per_seed),
+        "per_seed": per_seed,
+    }
+
+
 # ------------------------------------------------------------------ telco
 
 
@@ -460,7 +749,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--part",
-        choices=["synthetic", "synthetic-oracle", "telco", "cdnow", "all"],
+        choices=[
+            "synthetic",
+            "synthetic-oracle",
+            "synthetic-pooled",
+            "search-space",
+            "telco",
+            "cdnow",
+            "all",
+        ],
         default="all",
         help="all = synthetic, telco and cdnow",
     )
@@ -468,11 +765,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--seeds", type=int, default=30, help="synthetic-oracle: portfolios (seeds --seed..)"
+        "--seeds",
+        type=int,
+        default=None,
+        help="synthetic-oracle (default 30), synthetic-pooled (default 16), search-space "
+        "(default 6): generated portfolios, seeds --seed..",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=20, help="search-space: fixed Optuna trials per variant"
     )
     parser.add_argument("--telco-seeds", type=int, default=1, help="Telco splits (seeds 0..N-1).")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     args = parser.parse_args(argv)
+    default_seeds = {"synthetic-oracle": 30, "synthetic-pooled": 16, "search-space": 6}
 
     import optuna
 
@@ -494,8 +799,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if part == "synthetic":
                 results[part] = synthetic_quality(args.accounts, args.months, args.seed, settings)
             elif part == "synthetic-oracle":
-                seeds = list(range(args.seed, args.seed + args.seeds))
+                seeds = list(range(args.seed, args.seed + (args.seeds or default_seeds[part])))
                 results[part] = synthetic_oracle(args.accounts, args.months, seeds)
+            elif part == "synthetic-pooled":
+                seeds = list(range(args.seed, args.seed + (args.seeds or default_seeds[part])))
+                results[part] = synthetic_pooled(
+                    args.accounts, args.months, seeds, replace(settings, track=False)
+                )
+            elif part == "search-space":
+                seeds = list(range(args.seed, args.seed + (args.seeds or default_seeds[part])))
+                results[part] = search_space_comparison(
+                    args.accounts, args.months, seeds, args.trials
+                )
             elif part == "telco":
                 results[part] = telco_quality(list(range(args.telco_seeds)), settings)
             else:

@@ -38,6 +38,25 @@ TrialProgress = Callable[[int, int, float | None], None]
 
 
 @dataclass(frozen=True)
+class SearchSpace:
+    """Ranges the search draws LightGBM parameters from (inclusive; sampled on a
+    log scale except the two fractions)."""
+
+    learning_rate: tuple[float, float] = (0.01, 0.2)
+    num_leaves: tuple[int, int] = (2, 128)
+    min_child_samples: tuple[int, int] = (5, 400)
+    colsample_bytree: tuple[float, float] = (0.3, 1.0)
+    subsample: tuple[float, float] = (0.5, 1.0)
+    reg_lambda: tuple[float, float] = (1e-3, 30.0)
+    reg_alpha: tuple[float, float] = (1e-3, 10.0)
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in asdict(self).items():
+            if not 0 < low <= high:
+                raise ValueError(f"search space {name}: need 0 < low <= high, got ({low}, {high})")
+
+
+@dataclass(frozen=True)
 class TuningSettings:
     """How hard to search. Defaults keep default training of both targets on a
     10,000-account, 36-month portfolio within a few minutes on 2 cores."""
@@ -66,6 +85,7 @@ class TuningSettings:
     # measured up to 10x slower than one (docs/benchmarks.md, "Model quality").
     n_jobs: int | None = None
     threads_row_threshold: int = 100_000
+    search_space: SearchSpace = field(default_factory=SearchSpace)
 
     def threads_for(self, n_rows: int) -> int:
         if self.n_jobs is not None:
@@ -101,9 +121,13 @@ class TuningResult:
         return asdict(self)
 
 
-def default_trial() -> dict[str, Any]:
-    """A conventional starting point, tried first so the search never does worse than it."""
-    return {
+def default_trial(space: SearchSpace | None = None) -> dict[str, Any]:
+    """A conventional starting point, tried first so the search never does worse than it.
+
+    Each value is moved into `space`'s range when it lies outside it.
+    """
+    space = space or SearchSpace()
+    conventional = {
         "subsample": 1.0,
         "learning_rate": 0.05,
         "num_leaves": 31,
@@ -112,20 +136,30 @@ def default_trial() -> dict[str, Any]:
         "reg_lambda": 1e-3,
         "reg_alpha": 1e-3,
     }
-
-
-def suggest_params(trial: optuna.Trial, seed: int, n_jobs: int) -> dict[str, Any]:
-    """The search space (classifier keyword arguments, without n_estimators)."""
-    subsample = trial.suggest_float("subsample", 0.5, 1.0)
+    ranges = asdict(space)
     return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 2, 128, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 5, 400, log=True),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+        name: min(max(value, ranges[name][0]), ranges[name][1])
+        for name, value in conventional.items()
+    }
+
+
+def suggest_params(
+    trial: optuna.Trial, seed: int, n_jobs: int, space: SearchSpace | None = None
+) -> dict[str, Any]:
+    """One point of the search space (classifier keyword arguments, without n_estimators)."""
+    space = space or SearchSpace()
+    subsample = trial.suggest_float("subsample", *space.subsample)
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", *space.num_leaves, log=True),
+        "min_child_samples": trial.suggest_int(
+            "min_child_samples", *space.min_child_samples, log=True
+        ),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", *space.colsample_bytree),
         "subsample": subsample,
         "subsample_freq": 1 if subsample < 1.0 else 0,
-        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
-        "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
+        "reg_lambda": trial.suggest_float("reg_lambda", *space.reg_lambda, log=True),
+        "reg_alpha": trial.suggest_float("reg_alpha", *space.reg_alpha, log=True),
         "random_state": seed,
         "n_jobs": n_jobs,
     }
@@ -194,7 +228,7 @@ def _study(settings: TuningSettings) -> optuna.Study:
             interval_steps=1,
         ),
     )
-    study.enqueue_trial(default_trial())
+    study.enqueue_trial(default_trial(settings.search_space))
     return study
 
 
@@ -257,7 +291,9 @@ def _has_complete(study: optuna.Study) -> bool:
 def _classifier_params(
     trial: optuna.Trial, settings: TuningSettings, n_rows: int
 ) -> dict[str, Any]:
-    params = suggest_params(trial, settings.seed, settings.threads_for(n_rows))
+    params = suggest_params(
+        trial, settings.seed, settings.threads_for(n_rows), settings.search_space
+    )
     trial.set_user_attr("classifier_params", params)
     return params
 
