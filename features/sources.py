@@ -92,6 +92,12 @@ PARQUET_FILE_NAME = "__source_file"
 SOURCE_ROW = "__source_row"
 # The column a split table is partitioned by (`split_sources`): the folder `<table>/__partition=<k>`.
 PARTITION_COLUMN = "__partition"
+# The DuckDB table of the accounts that have a parent, with their parent group (`AccountPartition`),
+# its columns, and the file `split_sources` writes it to.
+ACCOUNT_GROUPS = "__account_groups"
+GROUP_ACCOUNT_COLUMN = "__group_account"
+GROUP_COLUMN = "__group"
+ACCOUNT_GROUPS_FILE = "__account_groups.parquet"
 # How much of a failing query the error message shows.
 QUERY_PREVIEW_CHARS = 300
 
@@ -174,27 +180,37 @@ class SplitSources:
     source (`SOURCE_ROW`, so that issues name the user's rows), one folder of
     Parquet files per partition. `fingerprints` are those of the original
     files (or query results). Tables not in `tables` (not keyed by account, or
-    empty) are read from the sources as before.
+    empty) are read from the sources as before. `groups` is the Parquet file of
+    the accounts' parent groups (`AccountPartition`), None when no account has
+    a parent.
     """
 
     folder: Path
     count: int
     tables: dict[str, SplitTable] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
+    groups: Path | None = None
 
 
 @dataclass(frozen=True)
 class AccountPartition:
-    """One of `count` disjoint parts of the accounts: `hash(account_id) % count = index`.
+    """One of `count` disjoint parts of the accounts: `hash(group) % count = index`.
+
+    An account's group is its parent group, the one `parent_arr_share` (features.
+    definitions, FIRMOGRAPHICS) sums over: the smallest `parent_account_id` the
+    `accounts` table gives it (its direct parent, whether or not that is an
+    account), else the account itself (also for an id without an `accounts` row).
+    So every partition holds whole parent groups, and the features that look
+    across the accounts of a group come out as over the whole portfolio.
 
     Loading a partition keeps, in every table keyed by account, only the rows of
     the accounts in it: read from the partition's own files when the sources
     were split once (`split`, see `split_sources`), otherwise filtered in DuckDB
-    as the files are scanned (every partition scans every file); the rest never
-    reaches memory. `account_managers` is read whole. All rows of one account
-    land in the same partition, so per-account rules (duplicate ids, orphans)
-    hold within it. Files are hashed for the fingerprints in partition 0 only
-    (`with_fingerprints`).
+    as the files are scanned (every partition scans every file; the groups are
+    read from the `accounts` source first); the rest never reaches memory.
+    `account_managers` is read whole. All rows of one account land in the same
+    partition, so per-account rules (duplicate ids, orphans) hold within it.
+    Files are hashed for the fingerprints in partition 0 only (`with_fingerprints`).
     """
 
     index: int
@@ -213,17 +229,29 @@ class AccountPartition:
     def with_fingerprints(self) -> bool:
         return self.index == 0
 
-    def row_filter(self, table: str) -> str | None:
+    def row_filter(self, table: str, grouped: bool = False) -> str | None:
         """The DuckDB condition on `table`'s typed columns (`features.typed_tables.type_raw_table`);
-        None when the table is read whole."""
+        None when the table is read whole. `grouped`: some accounts have a parent (the
+        connection holds `ACCOUNT_GROUPS`, see `partition_key_sql`)."""
         if not is_keyed_by_account(table) or self.count == 1:
             return None
-        return f"{partition_key_sql(self.count)} = {self.index}"
+        return f"{partition_key_sql(self.count, grouped)} = {self.index}"
 
 
-def partition_key_sql(count: int) -> str:
-    """The partition of a row as DuckDB SQL over its parsed `{account_id}` (a format field)."""
-    return f"hash({{account_id}}) % {count}"
+def partition_key_sql(count: int, grouped: bool = False) -> str:
+    """The partition of a row as DuckDB SQL over its parsed `{account_id}` (a format field).
+
+    `grouped`: the partition of the account's parent group, looked up in the
+    table `ACCOUNT_GROUPS` (accounts with a parent -> their group; a join DuckDB
+    plans for the whole scan); an account not in it is its own group.
+    """
+    if not grouped:
+        return f"hash({{account_id}}) % {count}"
+    group = (
+        f"(SELECT {GROUP_COLUMN} FROM {ACCOUNT_GROUPS} "
+        f"WHERE {GROUP_ACCOUNT_COLUMN} = {{account_id}})"
+    )
+    return f"hash(coalesce({group}, {{account_id}})) % {count}"
 
 
 def is_keyed_by_account(table: str) -> bool:
@@ -343,6 +371,18 @@ def load_sources(path: str | Path, partition: AccountPartition | None = None) ->
     fingerprints: dict[str, str] = {}
     fatal: list[Issue] = []
     with _connection(base_dir) as con:
+        accounts_raw, grouped = None, False
+        if partition is not None and partition.count > 1:
+            if split is None:
+                accounts_raw, grouped = _read_account_groups(con, config, files)
+            elif split.groups is not None and any(
+                is_keyed_by_account(table) and table not in split.tables for table in config.tables
+            ):
+                grouped = True  # a table read from its source is filtered by group
+                con.execute(
+                    f"CREATE TEMP TABLE {ACCOUNT_GROUPS} AS "
+                    f"SELECT * FROM read_parquet({quote_literal(str(split.groups))})"
+                )
         for table, source in config.tables.items():
             started = time.perf_counter()
             try:
@@ -356,7 +396,10 @@ def load_sources(path: str | Path, partition: AccountPartition | None = None) ->
                         source,
                         files.get(table, []),
                         read=not fatal,
-                        row_filter=partition.row_filter(table) if partition is not None else None,
+                        row_filter=(
+                            partition.row_filter(table, grouped) if partition is not None else None
+                        ),
+                        raw=accounts_raw if table == "accounts" else None,
                     )
             except duckdb.Error as error:
                 fatal.append(_read_failure(table, source, error))
@@ -412,21 +455,35 @@ def split_sources(path: str | Path, count: int, folder: str | Path) -> SplitSour
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = _source_files(config, base_dir)
-    split = SplitSources(folder, count)
     fatal: list[Issue] = []
     with _connection(base_dir) as con:
         con.execute(f"SET temp_directory = {quote_literal(str(folder / '.spill'))}")
+        accounts_raw, grouped = (
+            _read_account_groups(con, config, files) if count > 1 else (None, False)
+        )
+        groups = folder / ACCOUNT_GROUPS_FILE if grouped else None
+        if groups is not None:
+            con.execute(f"COPY {ACCOUNT_GROUPS} TO {quote_literal(str(groups))} (FORMAT parquet)")
+        split = SplitSources(folder, count, groups=groups)
         for table, source in config.tables.items():
             started = time.perf_counter()
             keyed = is_keyed_by_account(table) and count > 1
             try:
-                raw = _raw_table(con, table, source, files.get(table, []), read=keyed and not fatal)
+                if table == "accounts" and accounts_raw is not None:
+                    raw = accounts_raw
+                    if fatal:  # an earlier table failed: checked, not read
+                        accounts_raw.drop(con)
+                        raw = None
+                else:
+                    raw = _raw_table(
+                        con, table, source, files.get(table, []), read=keyed and not fatal
+                    )
                 if isinstance(raw, list):
                     fatal.extend(raw)
                     continue
                 if raw is None:
                     continue
-                split_table = _write_partitions(con, table, raw, folder / table, count)
+                split_table = _write_partitions(con, table, raw, folder / table, count, grouped)
                 if split_table is not None:
                     split.tables[table] = split_table
                     split.fingerprints[table] = raw.fingerprint or _files_fingerprint(
@@ -499,6 +556,45 @@ class _RawTable:
             con.execute(f"DROP {'VIEW' if self.is_view else 'TABLE'} {self.relation}")
 
 
+def _read_account_groups(
+    con: duckdb.DuckDBPyConnection, config: SourcesConfig, files: dict[str, list[Path]]
+) -> tuple[_RawTable | None, bool]:
+    """The raw `accounts` source, read once, and whether some account has a parent.
+
+    Creates `ACCOUNT_GROUPS` (`AccountPartition`) when one has: each account with
+    a parent (its parsed id, as typing gives it) and the smallest of its parents.
+    A source that cannot be read, or whose columns do not fit the contract, is
+    left to loading it, which says what is wrong: (None, False).
+    """
+    source = config.tables.get("accounts")
+    if source is None:
+        return None, False
+    try:
+        raw = _raw_table(con, "accounts", source, files.get("accounts", []), read=True)
+    except duckdb.Error:
+        return None, False
+    if not isinstance(raw, _RawTable):
+        return None, False
+    if raw.relation is None:
+        return raw, False
+    types = dict(
+        (row[0], row[1]) for row in con.sql(f"DESCRIBE SELECT * FROM {raw.relation}").fetchall()
+    )
+    if "parent_account_id" not in types:
+        return raw, False
+    account = parsed_value_sql("accounts", "account_id", types["account_id"])
+    parent = parsed_value_sql("accounts", "parent_account_id", types["parent_account_id"])
+    con.execute(
+        f"CREATE TEMP TABLE {ACCOUNT_GROUPS} AS "
+        f"SELECT {account} AS {GROUP_ACCOUNT_COLUMN}, min({parent}) AS {GROUP_COLUMN} "
+        f"FROM {raw.relation} WHERE {account} IS NOT NULL AND {parent} IS NOT NULL GROUP BY 1"
+    )
+    if con.sql(f"SELECT count(*) FROM {ACCOUNT_GROUPS}").fetchall()[0][0] == 0:
+        con.execute(f"DROP TABLE {ACCOUNT_GROUPS}")
+        return raw, False
+    return raw, True
+
+
 def _raw_table(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -562,15 +658,21 @@ def _load_table(
     *,
     read: bool,
     row_filter: str | None = None,
+    raw: _RawTable | None = None,
 ) -> tuple[TypedTable, str | None] | list[Issue] | None:
     """Read and type one table (only the rows `row_filter` keeps, see `type_raw_table`).
 
     Returns the typed table with its fingerprint (None for `path` tables, whose
     files are hashed by the caller), the issues when its columns do not fit the
     contract, or None when `read` is false (only the columns were checked).
+    `raw`: the table's source already read (`_read_account_groups`).
     Raises duckdb.Error when the source cannot be read or the query fails.
     """
-    raw = _raw_table(con, table, source, files, read=read)
+    if raw is not None and not read:
+        raw.drop(con)
+        return None
+    if raw is None:
+        raw = _raw_table(con, table, source, files, read=read)
     if raw is None or isinstance(raw, list):
         return raw
     if raw.relation is None:
@@ -589,9 +691,15 @@ def _load_table(
 
 
 def _write_partitions(
-    con: duckdb.DuckDBPyConnection, table: str, raw: _RawTable, folder: Path, count: int
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    raw: _RawTable,
+    folder: Path,
+    count: int,
+    grouped: bool = False,
 ) -> SplitTable | None:
-    """Copy `raw`'s rows with their row numbers into `folder`, one subfolder per partition.
+    """Copy `raw`'s rows with their row numbers into `folder`, one subfolder per partition
+    (`partition_key_sql`; `grouped`: by the accounts' parent groups in `ACCOUNT_GROUPS`).
 
     None (nothing kept) when the table has no rows or Parquet would not keep
     the types of its columns.
@@ -603,7 +711,7 @@ def _write_partitions(
     )
     if "account_id" not in raw_types:
         return None
-    key = partition_key_sql(count).format(
+    key = partition_key_sql(count, grouped).format(
         account_id=parsed_value_sql(table, "account_id", raw_types["account_id"])
     )
     row_number = "" if raw.row_number == SOURCE_ROW else f", {raw.row_number} AS {SOURCE_ROW}"

@@ -73,7 +73,6 @@ from serving.partitions import (
     merge_reports,
     merge_unknown_columns,
     partition_count,
-    with_parent_arr_share,
 )
 from serving.portfolio import build_portfolio_summary, enrich_scores
 from serving.portfolio_inputs import PortfolioInputError
@@ -866,8 +865,6 @@ def _load_partitions(
     for part in built:
         part.features = None  # in `features` now
     features = features.sort_values("account_id", kind="stable").reset_index(drop=True)
-    if "parent_account_id" not in unknown.get("accounts", set()) and "accounts" in whole:
-        features = with_parent_arr_share(features, whole["accounts"])
     assert sources is not None  # partitions >= 1
     loaded = dataclasses.replace(sources, tables=whole, report=report)
     return PortfolioInputs(loaded, period, day, features, partitions)

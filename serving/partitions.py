@@ -3,16 +3,16 @@
 A large portfolio does not fit in memory as source rows (about 250 bytes a
 row once loaded and typed), so the nightly job loads, validates and builds
 features for one partition of the accounts at a time
-(`features.sources.AccountPartition`: `hash(account_id) % K = k`; the sources
-are first split once into one set of files per partition,
-`features.sources.split_sources`) and keeps only what the rest of the run
-needs: the feature rows, the validation report and the few whole tables the
-portfolio analytics read (`PORTFOLIO_TABLES`). The functions here are the
-pure pieces of that: choosing K from the sizes of the sources, merging the
-partitions' reports, data periods and unknown columns into those of the whole
-portfolio, and the one feature that looks across accounts (an account's share
-of its parent group's ARR), computed again over every account. The result is
-the same as loading everything at once (tested with K = 1 and K = 3).
+(`features.sources.AccountPartition`: `hash(parent group) % K = k`, so the
+feature that looks across accounts, an account's share of its parent group's
+ARR, sees the whole group; the sources are first split once into one set of
+files per partition, `features.sources.split_sources`) and keeps only what
+the rest of the run needs: the feature rows, the validation report and the
+few whole tables the portfolio analytics read (`PORTFOLIO_TABLES`). The
+functions here are the pure pieces of that: choosing K from the sizes of the
+sources, and merging the partitions' reports, data periods and unknown
+columns into those of the whole portfolio. The result is the same as loading
+everything at once (tested with K = 1 and K = 3).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from features.build import DataPeriod
@@ -247,29 +246,3 @@ def concat_tables(parts: list[Tables]) -> Tables:
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         tables[name] = frame.sort_values("account_id", kind="stable").reset_index(drop=True)
     return tables
-
-
-# --------------------------------------------------------------------------- across accounts
-
-
-def with_parent_arr_share(features: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
-    """`features` with `parent_arr_share` computed over every active account.
-
-    The same definition as the feature's SQL (features.definitions,
-    FIRMOGRAPHICS): an account's ARR over the ARR of the active accounts of its
-    group, the group being its parent (the smallest parent id given for it) or
-    itself when it has none; missing for an account not in `accounts`. A
-    partition sees only its own accounts, so the job computes this once the
-    partitions are put together.
-    """
-    if "parent_arr_share" not in features.columns or features.empty:
-        return features
-    parents = accounts.groupby("account_id", sort=False)["parent_account_id"].min()
-    ids = features["account_id"]
-    known = ids.isin(parents.index).to_numpy()
-    group = parents.reindex(ids).astype("object").to_numpy()
-    group = np.where(pd.isna(group), ids.to_numpy(dtype="object"), group)
-    arr = features["arr"].astype("float64").where(known)
-    totals = arr.groupby(group, sort=False).transform("sum")
-    share = (arr / totals).where(known)
-    return features.assign(parent_arr_share=share.astype("float64").to_numpy())

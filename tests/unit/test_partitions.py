@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -24,7 +25,6 @@ from serving.partitions import (
     merge_reports,
     merge_unknown_columns,
     partition_count,
-    with_parent_arr_share,
 )
 
 
@@ -91,7 +91,7 @@ def test_partitions_split_every_account_table_and_add_up(tmp_path: Path) -> None
     for key, issue in expected_rules.items():
         assert by_rule[key].count == issue.count, key
         assert by_rule[key].severity == issue.severity
-    # the parent in another partition is not an unknown parent; Z9 is
+    # a parent is not an unknown parent; Z9 is
     unknown_parent = by_rule[("accounts", Rule.UNKNOWN_PARENT_ACCOUNT)]
     assert unknown_parent.count == 1 and unknown_parent.examples[0]["account_id"] == "A5"
     orphans = by_rule[("subscriptions", Rule.ORPHAN_ACCOUNT_ID)]
@@ -260,31 +260,116 @@ def test_a_partition_index_must_be_below_the_count() -> None:
     assert AccountPartition(0, 1).row_filter("usage") is None
     assert AccountPartition(1, 4).row_filter("account_managers") is None
     assert AccountPartition(1, 4).row_filter("usage") == "hash({account_id}) % 4 = 1"
+    assert "__account_groups" in (AccountPartition(1, 4).row_filter("usage", grouped=True) or "")
 
 
-def test_parent_arr_share_over_every_account_matches_the_feature() -> None:
-    accounts = pd.DataFrame(
-        {
-            "account_id": ["P", "C1", "C2", "S", "Q"],
-            "parent_account_id": [None, "P", "P", None, "X"],
-        }
+# Parent groups: P and its children C0..C7; A's child B, itself the parent of BB (a chain: only
+# the direct parent counts, so B is in group A and BB alone in group B); X1 and X2, children of
+# X, which is no account; Q given twice, with parents R and P (the smallest, P, is its group);
+# N has revenue but no accounts row; S and R stand alone.
+CHILDREN = [f"C{i}" for i in range(8)]
+GROUP_ACCOUNTS = pd.DataFrame(
+    {
+        "account_id": ["P", *CHILDREN, "A", "B", "BB", "X1", "X2", "Q", "Q", "S", "R"],
+        "parent_account_id": [None, *["P"] * 8, None, "A", "B", "X", " X ", "R", "P", "", None],
+    }
+)
+GROUP_SUBSCRIPTIONS = pd.DataFrame(
+    {
+        "account_id": [*GROUP_ACCOUNTS["account_id"].drop_duplicates(), "N", "C3"],
+        "start_date": "2023-01-01",
+        "arr": [float(100 + 10 * i) for i in range(17)] + [20.0, 7.0],
+    }
+)
+
+
+def _group_sources(
+    tmp_path: Path,
+    accounts: pd.DataFrame = GROUP_ACCOUNTS,
+    subscriptions: pd.DataFrame = GROUP_SUBSCRIPTIONS,
+) -> Path:
+    accounts.to_csv(tmp_path / "accounts.csv", index=False)
+    subscriptions.to_csv(tmp_path / "subscriptions.csv", index=False)
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "tables:\n  accounts: {path: accounts.csv}\n  subscriptions: {path: subscriptions.csv}\n"
     )
-    subscriptions = pd.DataFrame(
-        {
-            "account_id": ["P", "C1", "C2", "S", "Q", "N"],
-            "start_date": pd.to_datetime(["2023-01-01"] * 5 + ["2023-07-01"]),
-            "end_date": pd.to_datetime([None] * 6),
-            "arr": [300.0, 100.0, 100.0, 50.0, 70.0, 20.0],
+    return path
+
+
+def _hash_partition(account_id: str, count: int) -> int:
+    return int(duckdb.sql(f"SELECT hash(?) % {count}", params=[account_id]).fetchall()[0][0])
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_partitions_hold_whole_parent_groups(tmp_path: Path, count: int) -> None:
+    """A group the by-account hash would split lands in one partition, split or scanned, and
+    `parent_arr_share` built partition by partition is the whole portfolio's."""
+    assert len({_hash_partition(child, count) for child in ["P", *CHILDREN]}) > 1
+    sources = _group_sources(tmp_path)
+    whole = load_sources(sources)
+    expected = build_account_features(whole.tables, "2023-01-01")
+    split = split_sources(sources, count, tmp_path / "split")
+    assert split.groups is not None
+    for design in ("scan", "split"):
+        parts = [
+            load_sources(sources, AccountPartition(k, count, split if design == "split" else None))
+            for k in range(count)
+        ]
+        where = {
+            account: index
+            for index, part in enumerate(parts)
+            for account in part.tables["accounts"]["account_id"]
         }
+        for group in (["P", *CHILDREN, "Q"], ["A", "B"], ["X1", "X2"]):
+            assert len({where[account] for account in group}) == 1, (design, group)
+        features = pd.concat(
+            [
+                build_account_features(part.tables, "2023-01-01")
+                for part in parts
+                if not part.tables["subscriptions"].empty
+            ],
+            ignore_index=True,
+        )
+        features = features.sort_values("account_id", kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            features, expected.sort_values("account_id").reset_index(drop=True)
+        )
+    shares = dict(zip(expected["account_id"], expected["parent_arr_share"], strict=True))
+    # group P: P, C0..C7 (C3 twice), Q
+    group_p = 100.0 + sum(110.0 + 10 * i for i in range(8)) + 7.0 + 240.0
+    assert shares["Q"] == pytest.approx(240.0 / group_p)
+    assert shares["B"] == pytest.approx(200.0 / (190.0 + 200.0))  # group A: A and B
+    assert shares["BB"] == 1.0  # alone in group B (B is in group A)
+    assert shares["X1"] == pytest.approx(220.0 / (220.0 + 230.0))
+    assert shares["S"] == 1.0 and pd.isna(shares["N"])
+
+
+def test_the_nightly_load_in_partitions_gives_the_shares_of_one_load(tmp_path: Path) -> None:
+    from serving.batch import StageTimer, load_portfolio_inputs
+
+    # usable input (the job refuses a repeated account id and an unknown one)
+    sources = _group_sources(
+        tmp_path,
+        GROUP_ACCOUNTS.drop_duplicates("account_id", keep="last"),
+        GROUP_SUBSCRIPTIONS[GROUP_SUBSCRIPTIONS["account_id"] != "N"],
     )
-    tables = {"accounts": accounts, "subscriptions": subscriptions}
-    features = build_account_features(tables, "2023-07-01")
-    scrambled = features.assign(parent_arr_share=-1.0)
-    recomputed = with_parent_arr_share(scrambled, accounts)
-    pd.testing.assert_series_equal(recomputed["parent_arr_share"], features["parent_arr_share"])
-    shares = dict(zip(recomputed["account_id"], recomputed["parent_arr_share"], strict=True))
-    assert shares["P"] == pytest.approx(0.6) and shares["S"] == 1.0
-    assert pd.isna(shares["N"])  # not in accounts
+    one = load_portfolio_inputs(sources, "2023-01-01", 1, StageTimer(), work_dir=tmp_path)
+    three = load_portfolio_inputs(sources, "2023-01-01", 3, StageTimer(), work_dir=tmp_path)
+    pd.testing.assert_frame_equal(three.features, one.features)
+    assert one.features["parent_arr_share"].notna().all() and len(one.features) == 17
+    shares = dict(zip(one.features["account_id"], one.features["parent_arr_share"], strict=True))
+    assert shares["P"] == pytest.approx(100.0 / (sum(100.0 + 10 * i for i in range(9)) + 247.0))
+
+
+def test_without_parents_the_partition_is_the_accounts_hash(tmp_path: Path) -> None:
+    path = _group_sources(tmp_path, GROUP_ACCOUNTS.assign(parent_account_id=""))
+    split = split_sources(path, 3, tmp_path / "split")
+    assert split.groups is None
+    for index in range(3):
+        for partition in (AccountPartition(index, 3), AccountPartition(index, 3, split)):
+            ids = load_sources(path, partition).tables["subscriptions"]["account_id"]
+            assert {_hash_partition(account, 3) for account in ids} <= {index}
 
 
 def test_periods_and_unknown_columns_merge() -> None:
