@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from features.contract import CONTRACT, Tables
 from features.issues import Issue, Rule, TableLoad, ValidationReport
 from features.typed_tables import (
+    ColumnSelection,
     TypedTable,
     empty_contract_frame,
     first_lines,
@@ -109,6 +110,10 @@ _OPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RENAMED_COPY = re.compile(r"^(.*)_\d+$")
 _GENERATED_NAME = re.compile(r"^column\d+$")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# The types DuckDB guesses for a JSON column of numbers (read as JSON text when they are ids).
+_JSON_NUMBER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UHUGEINT", "DOUBLE"}
+)
 
 
 class SourcesError(Exception):
@@ -621,17 +626,20 @@ def _raw_table(
             return _RawTable(None, f"{_source_format(source)} {source.path}", [], "rowid")
     direct = bool(files) and _source_format(source) == "parquet"
     relation_sql, label = _relation_sql(source, files, row_numbers=direct)
-    source_columns = [
-        row[0]
+    source_types = {
+        row[0]: row[1]
         for row in con.sql(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
         if not (direct and row[0] in (PARQUET_ROW_NUMBER, PARQUET_FILE_NAME))
-    ]
+    }
+    source_columns = list(source_types)
     selection = select_columns(table, source_columns, source.columns)
     duplicated = _duplicated_header_issues(con, table, source, files, source_columns)
     if selection.issues or duplicated:
         return _no_header_issues(table, source, source_columns) + duplicated + selection.issues
     if not read:
         return None
+    if _source_format(source) == "json":
+        relation_sql = _json_relation_with_exact_text(table, source, files, source_types, selection)
     raw_relation = quote_identifier(f"raw_{table}")
     if direct:
         con.execute(
@@ -648,6 +656,40 @@ def _raw_table(
         _result_fingerprint(con, raw_relation, source.sql) if source.sql is not None else None
     )
     return _RawTable(raw_relation, label, selection.ignored, "rowid", fingerprint=fingerprint)
+
+
+def _json_relation_with_exact_text(
+    table: str,
+    source: TableSource,
+    files: list[Path],
+    source_types: dict[str, str],
+    selection: ColumnSelection,
+) -> str:
+    """The `read_json` of a JSON source with its id and text columns read as JSON text.
+
+    DuckDB guesses a column of numbers as BIGINT, UBIGINT, HUGEINT or DOUBLE: an
+    integer id beyond 2**64 (or one in a column that also holds fractions) would
+    come back as a rounded DOUBLE. Read as JSON, every value keeps the text it
+    has in the file (`features.typed_tables` takes a JSON column's scalars as
+    their text), so ids are exact whatever their size. The other columns keep
+    the types DuckDB found; a `columns` read option given by the user is kept.
+    """
+    text_types = {"id", "string"}
+    text_sources = {
+        selection.sources[column.name]
+        for column in CONTRACT[table].columns
+        if column.type in text_types and column.name in selection.sources
+    }
+    retyped = {
+        name: "JSON"
+        for name, type_name in source_types.items()
+        if name in text_sources and type_name.upper() in _JSON_NUMBER_TYPES
+    }
+    if "columns" in source.read_options or not retyped:
+        return _relation_sql(source, files)[0]
+    columns = {name: retyped.get(name, type_name) for name, type_name in source_types.items()}
+    exact = source.model_copy(update={"read_options": {**source.read_options, "columns": columns}})
+    return _relation_sql(exact, files)[0]
 
 
 def _load_table(

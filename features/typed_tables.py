@@ -525,6 +525,13 @@ def _parse_expression(
             value = f"CAST({raw} AS VARCHAR)"
         elif is_float:
             value = f"CASE WHEN isfinite({raw}) THEN {integral_text} END"  # inf is no id
+        elif raw_type == "JSON":
+            # a JSON number as written (exact, whatever its size), but an integral one written
+            # with a zero fraction (12.0, as pandas writes ids with gaps) is the integer's id
+            value = (
+                f"CASE WHEN json_type({raw}) = 'DOUBLE' "
+                f"THEN regexp_replace({text}, '^(-?[0-9]+)\\.0+$', '\\1') ELSE {text} END"
+            )
         else:
             value = text
         if (table, column.name) in LOWERCASED_COLUMNS:

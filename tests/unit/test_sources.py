@@ -131,6 +131,49 @@ def test_json_path(tmp_path: Path, layout: str) -> None:
     assert subscriptions["arr"].tolist() == [100.0, 250.5]
 
 
+@pytest.mark.parametrize("layout", ["records", "lines"])
+def test_json_integer_ids_of_any_size_are_read_exactly(tmp_path: Path, layout: str) -> None:
+    """DuckDB guesses a column of large integers as DOUBLE (beyond 2**64, or beside a fraction):
+    the ids would be rounded (2**64 + 1 -> 18446744073709551616). Ids are read as text; an
+    integral number written with a zero fraction (5.0, pandas' ids with gaps) is still 5."""
+    huge = [2**63 + 1, 2**64 + 1, 10**30 + 7, 12]
+    rows = [
+        {"id": value, "parent": huge[(index + 1) % 4], "opened": 20230101, "value": index + 0.5}
+        for index, value in enumerate(huge)
+    ]
+    rows.append({"id": "A-1", "parent": 5.0, "opened": "2023-01-02", "value": 7})
+    rows.append({"id": 5.0, "parent": None, "opened": "2023-01-02", "value": 8})
+    name = "accounts.json" if layout == "records" else "accounts.jsonl"
+    text = json.dumps(rows) if layout == "records" else "\n".join(json.dumps(r) for r in rows)
+    (tmp_path / name).write_text(text)
+    subscriptions = [
+        {"account_id": value, "start_date": "2023-01-01", "arr": 1.5} for value in [*huge, 5.0]
+    ]
+    (tmp_path / "subs.json").write_text(json.dumps(subscriptions))
+    sources = write(
+        tmp_path / "sources.yaml",
+        f"""
+        tables:
+          accounts:
+            path: {name}
+            columns: {{account_id: id, parent_account_id: parent, created_at: opened, employees: value}}
+          subscriptions: {{path: subs.json}}
+        """,
+    )
+    loaded = load_sources(sources)
+    assert loaded.report.ok, loaded.report.issues
+    accounts = loaded.tables["accounts"]
+    exact = [str(value) for value in huge]
+    assert accounts["account_id"].tolist() == [*exact, "A-1", "5"]
+    assert accounts["parent_account_id"].tolist()[:5] == [*exact[1:], exact[0], "5"]
+    assert (
+        accounts["created_at"].tolist()
+        == [pd.Timestamp("2023-01-01")] * 4 + [pd.Timestamp("2023-01-02")] * 2
+    )
+    assert accounts["employees"].tolist() == [0.5, 1.5, 2.5, 3.5, 7.0, 8.0]
+    assert loaded.tables["subscriptions"]["account_id"].tolist() == [*exact, "5"]
+
+
 def test_read_options_and_format(tmp_path: Path) -> None:
     write(tmp_path / "export.dat", "account_id;date;amount\nB1;2023-01-01;3,5\n")
     sources = write(
