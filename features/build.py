@@ -36,6 +36,7 @@ from features.definitions import (
     REVENUE_SOURCE,
     FamilyQuery,
     FeatureSpec,
+    RowWindow,
 )
 from features.issues import Issue
 from features.typed_tables import DUCKDB_TYPES, coerce_tables, quote_identifier
@@ -129,19 +130,20 @@ def _date_bounds(dates: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """The first and last of some dates (missing ones aside), or None when all are missing.
 
     On the integers under naive NumPy dates (NaT is the smallest integer),
-    several times cheaper than pandas' min and max.
+    several times cheaper than pandas' min and max; the missing dates are
+    looked for only when the smallest integer is NaT.
     """
     values = dates.to_numpy()
     if not (isinstance(values, np.ndarray) and values.dtype.kind == "M"):  # e.g. with a zone
         known = dates.dropna()
         return None if known.empty else (pd.Timestamp(known.min()), pd.Timestamp(known.max()))
     unit, _ = np.datetime_data(values.dtype)
-    missing = np.isnat(values)
-    if missing.all():
-        return None
     numbers = values.view(np.int64)
-    last = int(numbers.max())  # NaT is below every date
-    first = int(np.where(missing, last, numbers).min() if missing.any() else numbers.min())
+    if len(numbers) == 0 or (last := int(numbers.max())) == NAT_INTEGER:  # NaT is below every date
+        return None
+    first = int(numbers.min())
+    if first == NAT_INTEGER:
+        first = int(numbers[numbers != NAT_INTEGER].min())
     return pd.Timestamp(np.datetime64(first, unit)), pd.Timestamp(np.datetime64(last, unit))
 
 
@@ -223,12 +225,16 @@ class FeaturePlan:
     `outputs` is the SELECT list that turns the blocks' aggregates into the
     features. `single_query` puts it all in one statement (blocks as CTEs,
     joined on account_id), the form another engine can run after transpiling.
+    `windows` maps the name of a block that reads only the rows of one table
+    in a date window (`AggregateBlock.window`) to that table and window: an
+    engine may hand the block those rows alone (the query filters them anyway).
     """
 
     as_of: pd.Timestamp
     blocks: tuple[tuple[str, str], ...]
     outputs: str
     features: tuple[FeatureSpec, ...]
+    windows: Mapping[str, tuple[str, RowWindow]] = field(default_factory=dict)
 
     @property
     def spine_sql(self) -> str:
@@ -288,13 +294,19 @@ def plan_features(
         for query in families
         for block in query.blocks
     )
+    windows = {
+        _block_name(query, block.name): (query.source, block.window)
+        for query in families
+        for block in query.blocks
+        if block.window is not None
+    }
     sources = {query.family: query.source for query in families}
     outputs = ", ".join(
         f"{_output_sql(spec, bool(set(spec.requires) & unknown.get(sources[spec.family], set())))}"
         f" AS {spec.name}"
         for spec in specs
     )
-    return FeaturePlan(day, blocks, fill_dates(outputs, day), tuple(specs))
+    return FeaturePlan(day, blocks, fill_dates(outputs, day), tuple(specs), windows)
 
 
 def compile_feature_sql(
@@ -368,26 +380,31 @@ class FeatureSession:
         # The data period, then the tables as Arrow tables, on the session's threads (NumPy
         # and Arrow free the GIL), the longest tables first; the blocks queue up behind them
         # on the same threads (`run_plan`), so that no thread waits for another to finish.
+        # The conversions start on the columns other than ids while this thread lists the ids.
         self._pool = ThreadPoolExecutor(max_workers=SESSION_THREADS)
         period = self._pool.submit(data_period, self.tables)
         connection = self._pool.submit(_connect)
+        ids: Future[pa.Array] = Future()
         try:
-            self.account_ids = _sorted_ids(self.tables)
             self._arrow_jobs: dict[str, Future[dict[str, pa.Table]]] = {}
             for group in _balanced_groups(self.tables, SESSION_THREADS):
                 job = self._pool.submit(
-                    _arrow_tables, {name: self.tables[name] for name in group}, self.account_ids
+                    _arrow_tables, {name: self.tables[name] for name in group}, ids.result
                 )
                 self._arrow_jobs.update(dict.fromkeys(group, job))
+            self.account_ids = _sorted_ids(self.tables)
+            ids.set_result(self.account_ids)
             self.period = period.result()
             self._con = connection.result()
-        except BaseException:
+        except BaseException as error:
+            if not ids.done():
+                ids.set_exception(error)  # the conversions waiting for the ids stop
             self._pool.shutdown(wait=True, cancel_futures=True)
             if connection.done() and connection.exception() is None:
                 connection.result().close()
             raise
-        # Per connection (by id), the tables whose views it has.
-        self._views: dict[int, set[str]] = {}
+        # Per connection (by id), the tables whose views it has, with the rows they read.
+        self._views: dict[int, dict[str, pa.Table]] = {}
         self._cursors: Queue[duckdb.DuckDBPyConnection] | None = None
 
     def __enter__(self) -> FeatureSession:
@@ -413,19 +430,53 @@ class FeatureSession:
         return self._decode_ids(self._with_views(self._con, self.tables).sql(sql).df())
 
     def _with_views(
-        self, con: duckdb.DuckDBPyConnection, names: Iterable[str]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        names: Iterable[str],
+        rows: Mapping[str, pa.Table] | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """`con` with a view of each of these tables, waiting for its Arrow table if need be.
 
         The views are temporary (each connection has its own), so that a
         block can read its tables while others are still being converted.
+        `rows` gives some tables other rows (a block's window, `_window_rows`);
+        the others read all their rows.
         """
-        have = self._views.setdefault(id(con), set())
+        have = self._views.setdefault(id(con), {})
         for name in names:
+            table = (rows or {}).get(name)
+            if table is None:
+                table = self._arrow_jobs[name].result()[name]
             if name not in have:
-                self._register(con, name, self._arrow_jobs[name].result()[name])
-                have.add(name)
+                self._register(con, name, table)
+            elif have[name] is not table:
+                con.register(_raw_name(name), table)  # the view reads it by that name
+            have[name] = table
         return con
+
+    def _window_rows(self, name: str, window: RowWindow, day: pd.Timestamp) -> pa.Table:
+        """The rows of table `name` inside `window` at the as-of `day` (see `FeaturePlan.windows`).
+
+        The same comparisons as the window's SQL on the same values (a
+        missing date is outside); all the rows when the column is not a
+        naive timestamp, or when the window holds more than `WINDOW_SHARE`
+        of them.
+        """
+        table = self._arrow_jobs[name].result()[name]
+        if window.column not in table.column_names:
+            return table
+        dates = table[window.column]
+        if not pa.types.is_timestamp(dates.type) or dates.type.tz is not None:
+            return table
+        cutoff = day + pd.Timedelta(days=1)
+        start = cutoff - pd.Timedelta(days=window.days)
+        inside = pc.and_(
+            pc.greater_equal(dates, pa.scalar(start, dates.type)),
+            pc.less(dates, pa.scalar(cutoff, dates.type)),
+        )
+        if (pc.sum(inside).as_py() or 0) > table.num_rows * WINDOW_SHARE:
+            return table  # filtering would cost about what scanning the other rows costs
+        return table.filter(inside)
 
     def _decode_ids(self, frame: pd.DataFrame) -> pd.DataFrame:
         if "account_id" in frame.columns:
@@ -460,26 +511,36 @@ class FeatureSession:
           the revenue block first, then those of the largest tables so that
           the long ones do not finish last; only the blocks that read `spine`
           (the active accounts) wait for the revenue block;
+        - a block over a date window of its table (`plan.windows`: the usage
+          windows read the last 24 weeks of a three-year table) gets the rows
+          in the window, filtered in Arrow, so that DuckDB scans the weeks
+          rather than the table; its query keeps its own filter;
         - results stay Arrow tables: the aggregates of the active accounts are
           lined up by their integer account code as each block finishes (a
           take per block instead of a chain of hash joins), and the final
           SELECT reads that table in account order, in two halves side by
           side, instead of sorting again; pandas comes in at the end.
         """
-        (_, revenue_sql), *others = plan.blocks
+        revenue_block, *others = plan.blocks
         cursors = self._block_cursors()
-        spine_blocks = [sql for _, sql in others if _reads_spine(sql)]
+        spine_blocks = [block for block in others if _reads_spine(block[1])]
         free_blocks = sorted(
-            (sql for _, sql in others if not _reads_spine(sql)),
-            key=self._block_rows,
+            (block for block in others if not _reads_spine(block[1])),
+            key=lambda block: self._block_rows(block[1]),
             reverse=True,
         )
         spines: list[pa.Table] = []
 
-        def run_block(sql: str) -> pa.Table:
+        def run_block(block: tuple[str, str]) -> pa.Table:
+            name, sql = block
             cursor = cursors.get()
             try:
-                self._with_views(cursor, self._tables_read(sql))
+                windowed = plan.windows.get(name)
+                rows = {}
+                if windowed is not None:
+                    table, window = windowed
+                    rows[table] = self._window_rows(table, window, plan.as_of)
+                self._with_views(cursor, self._tables_read(sql), rows)
                 if spines:
                     cursor.register("spine", spines[0])
                 return cursor.sql(sql).to_arrow_table()
@@ -500,12 +561,12 @@ class FeatureSession:
         try:
             # Behind any table still being converted on the session's threads; a thread takes
             # the first block whose tables are there (the revenue block when it can).
-            revenue_job, *free_jobs = self._run_when_ready(run_block, [revenue_sql, *free_blocks])
+            revenue_job, *free_jobs = self._run_when_ready(run_block, [revenue_block, *free_blocks])
             revenue = revenue_job.result()
             spine = revenue.filter(pc.greater(revenue["arr"], ARR_EPSILON))
             spine = spine.select(["account_id", "arr"]).sort_by("account_id")
             spines.append(spine)
-            spine_jobs = [self._pool.submit(run_block, sql) for sql in spine_blocks]
+            spine_jobs = [self._pool.submit(run_block, block) for block in spine_blocks]
             jobs = [revenue_job, *free_jobs, *spine_jobs]
             # Each block is lined up as soon as it is done, while the others run.
             line_up = _LineUp(spine["account_id"], len(self.account_ids))
@@ -525,27 +586,27 @@ class FeatureSession:
         return table
 
     def _run_when_ready(
-        self, run: Callable[[str], pa.Table], queries: list[str]
+        self, run: Callable[[tuple[str, str]], pa.Table], blocks: list[tuple[str, str]]
     ) -> list[Future[pa.Table]]:
-        """`run` each query on the session's threads, a query whose tables are converted first.
+        """`run` each `(name, query)` block on the session's threads, one whose tables are there first.
 
-        One task per query; each task takes the first query left whose tables
-        are all converted, else the first query left (and waits for its tables).
+        One task per block; each task takes the first block left whose tables
+        are all converted, else the first block left (and waits for its tables).
         """
-        results: list[Future[pa.Table]] = [Future() for _ in queries]
-        left = list(range(len(queries)))
+        results: list[Future[pa.Table]] = [Future() for _ in blocks]
+        left = list(range(len(blocks)))
         lock = threading.Lock()
 
         def run_next() -> None:
             with lock:
-                index = next((i for i in left if self._tables_ready(queries[i])), left[0])
+                index = next((i for i in left if self._tables_ready(blocks[i][1])), left[0])
                 left.remove(index)
             try:
-                results[index].set_result(run(queries[index]))
+                results[index].set_result(run(blocks[index]))
             except BaseException as error:  # handed to whoever waits for the result
                 results[index].set_exception(error)
 
-        for _ in queries:
+        for _ in blocks:
             self._pool.submit(run_next)
         return results
 
@@ -621,7 +682,7 @@ class FeatureSession:
 
     def _register(self, con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
         spec = CONTRACT[name]
-        raw = f"frame_{name}"
+        raw = _raw_name(name)
         con.register(raw, table)
         columns = []
         for column in spec.columns:
@@ -658,12 +719,22 @@ class FeatureSession:
         )
 
 
+# The integer under NaT in a NumPy date.
+NAT_INTEGER = np.iinfo(np.int64).min
 # Columns holding account ids (coded as integers inside a session).
 ACCOUNT_ID_COLUMNS: frozenset[str] = frozenset({"account_id", "parent_account_id"})
 # Threads of a session: they convert the tables to Arrow, then run the blocks (two at a time).
 SESSION_THREADS = 2
+# A block gets the rows of its window alone when they are at most this share of the table's
+# (the usage windows: 13% of a three-year table; opportunities over 730 days: over half).
+WINDOW_SHARE = 0.5
 # Rows `FeatureSession.unknown_columns` looks at a time.
 UNKNOWN_SCAN_ROWS = 65_536
+
+
+def _raw_name(table: str) -> str:
+    """The name under which a connection holds a table's Arrow rows (its view reads them)."""
+    return f"frame_{table}"
 
 
 def _reads_spine(sql: str) -> bool:
@@ -734,12 +805,15 @@ def _balanced_groups(tables: Tables, count: int) -> list[list[str]]:
     return [group for group in groups if group]
 
 
-def _arrow_tables(frames: Mapping[str, pd.DataFrame], dictionary: pa.Array) -> dict[str, pa.Table]:
+def _arrow_tables(
+    frames: Mapping[str, pd.DataFrame], dictionary: Callable[[], pa.Array]
+) -> dict[str, pa.Table]:
     """The contract columns of typed frames as Arrow tables for DuckDB.
 
-    Account ids become their int32 positions in `dictionary` (ids not in it
+    Account ids become their int32 positions in `dictionary()` (ids not in it
     become null), all the frames' ids in one lookup (each lookup hashes the
-    dictionary again: 5-10 ms for 100,000 ids). Missing values (NaN, NaT,
+    dictionary again: 5-10 ms for 100,000 ids); the other columns are
+    converted before the dictionary is asked for. Missing values (NaN, NaT,
     NA) become Arrow nulls, as DuckDB's pandas scan reads them. DuckDB scans
     the numbers and dates of an Arrow table several times faster than those
     of the pandas frame (no NaN check or date conversion per value on every
@@ -749,6 +823,12 @@ def _arrow_tables(frames: Mapping[str, pd.DataFrame], dictionary: pa.Array) -> d
         name: [column.name for column in CONTRACT[name].columns if column.name in frame.columns]
         for name, frame in frames.items()
     }
+    converted = {
+        (name, column): _arrow_column(frames[name][column])
+        for name, columns in given.items()
+        for column in columns
+        if column not in ACCOUNT_ID_COLUMNS
+    }
     id_columns = [
         (name, column)
         for name, columns in given.items()
@@ -757,21 +837,13 @@ def _arrow_tables(frames: Mapping[str, pd.DataFrame], dictionary: pa.Array) -> d
     ]
     ids = [_arrow_ids(frames[name][column]) for name, column in id_columns]
     chunks = [chunk for array in ids for chunk in getattr(array, "chunks", [array])]
-    codes = pc.index_in(pa.chunked_array(chunks, pa.large_string()), value_set=dictionary)
-    coded: dict[tuple[str, str], pa.ChunkedArray] = {}
+    codes = pc.index_in(pa.chunked_array(chunks, pa.large_string()), value_set=dictionary())
     offset = 0
     for key, array in zip(id_columns, ids, strict=True):
-        coded[key] = codes.slice(offset, len(array))
+        converted[key] = codes.slice(offset, len(array))
         offset += len(array)
     return {
-        name: pa.table(
-            {
-                column: coded[name, column]
-                if column in ACCOUNT_ID_COLUMNS
-                else _arrow_column(frames[name][column])
-                for column in columns
-            }
-        )
+        name: pa.table({column: converted[name, column] for column in columns})
         for name, columns in given.items()
     }
 
@@ -779,24 +851,32 @@ def _arrow_tables(frames: Mapping[str, pd.DataFrame], dictionary: pa.Array) -> d
 def _arrow_column(values: pd.Series) -> pa.Array | pa.ChunkedArray:
     """A column as Arrow, its missing values (NaN, NaT, NA) as nulls.
 
-    NumPy floats and dates are handed over without a copy of their values
-    (missing ones as a validity mask), which is several times cheaper than
-    Arrow's generic pandas conversion (dates go through their int64 view:
-    Arrow converts NumPy dates value by value); other dtypes take that
-    conversion.
+    NumPy floats and dates are handed over without a copy of their values,
+    which is several times cheaper than Arrow's generic pandas conversion
+    (it copies NumPy dates value by value: 20 ms per 10 M). Whether any value
+    is missing is read off the largest float (NaN wins) or the smallest date
+    (NaT is the smallest integer), one pass without a mask; only a column
+    with missing values gets its validity bitmap, packed by NumPy. Other
+    dtypes take Arrow's conversion.
     """
     dtype = values.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind == "f":
-        array = values.to_numpy()
-        missing = np.isnan(array)
-        return pa.array(array, mask=missing if missing.any() else None)
-    if isinstance(dtype, np.dtype) and dtype.kind == "M":
-        # Through the integers: Arrow copies NumPy dates value by value (20 ms per 10 M).
-        array = values.to_numpy()
-        missing = np.isnat(array)
-        integers = pa.array(array.view(np.int64), mask=missing if missing.any() else None)
-        return integers.view(pa.from_numpy_dtype(dtype))
-    return pa.array(values, from_pandas=True)
+    if not (isinstance(dtype, np.dtype) and dtype.kind in "fM") or len(values) == 0:
+        return pa.array(values, from_pandas=True)
+    array = np.ascontiguousarray(values.to_numpy())
+    if dtype.kind == "f":
+        missing = np.isnan(array) if np.isnan(array.max()) else None
+    else:
+        array = array.view(np.int64)
+        missing = array == NAT_INTEGER if array.min() == NAT_INTEGER else None
+    validity = None
+    if missing is not None:
+        validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(dtype),
+        len(array),
+        [validity, pa.py_buffer(array)],
+        null_count=-1 if missing is None else int(missing.sum()),
+    )
 
 
 # Where features are computed: DuckDB in this process, or Spark (features.spark_engine).
@@ -931,6 +1011,17 @@ def typed_contract_tables(tables: Tables) -> Tables:
     return typed
 
 
+def _has_missing(values: pd.Series) -> bool:
+    """Whether any value is missing: for NumPy floats and dates one pass without a mask."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fM" and len(values) > 0:
+        array = values.to_numpy()
+        if dtype.kind == "f":
+            return bool(np.isnan(array.max()))
+        return bool(array.view(np.int64).min() == NAT_INTEGER)
+    return bool(values.isna().any())
+
+
 def _issue_line(issue: Issue) -> str:
     examples = "; ".join(
         ", ".join(f"{key}={value}" for key, value in example.items())
@@ -957,7 +1048,7 @@ def _has_contract_dtypes(name: str, frame: pd.DataFrame) -> bool:
             ok = pd.api.types.is_bool_dtype(dtype)
         if not ok:
             return False
-        if column.required and frame[column.name].isna().any():
+        if column.required and _has_missing(frame[column.name]):
             return False  # coerce_tables reports the rows without a value
     return True
 

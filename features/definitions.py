@@ -76,12 +76,32 @@ class FeatureSpec:
 
 
 @dataclass(frozen=True)
+class RowWindow:
+    """Rows whose date `column` falls in the `days` calendar days ending on the as-of day."""
+
+    column: str
+    days: int
+
+    @property
+    def sql(self) -> str:
+        """The condition, for a block's WHERE clause."""
+        return f"{self.column} < {{cutoff}} AND {_within(self.days, self.column)}"
+
+
+@dataclass(frozen=True)
 class AggregateBlock:
-    """A `GROUP BY account_id` over `rows` (a SELECT that yields account_id and columns)."""
+    """A `GROUP BY account_id` over `rows` (a SELECT that yields account_id and columns).
+
+    `window`, when set, says that `rows` reads only the rows of the family's
+    table inside it (its WHERE clause holds `window.sql` for every row it
+    reads), so an engine may hand the block those rows alone: a block over
+    the last weeks of a long table then scans the weeks rather than the table.
+    """
 
     name: str
     rows: str
     aggregates: dict[str, str]
+    window: RowWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -349,6 +369,8 @@ SUBSCRIPTION_FEATURES = [
 
 # ---------------------------------------------------------------- orders
 
+_ORDERS_YEAR = RowWindow("date", 365)
+
 ORDERS = FamilyQuery(
     "orders",
     "orders",
@@ -368,7 +390,7 @@ ORDERS = FamilyQuery(
         ),
         AggregateBlock(
             "orders_year",
-            f"SELECT * FROM orders WHERE date < {{cutoff}} AND {_within(365, 'date')}",
+            f"SELECT * FROM orders WHERE {_ORDERS_YEAR.sql}",
             {
                 "positive_orders": "count(*) FILTER (WHERE amount > 0)",
                 "positive_value_mean": "avg(amount) FILTER (WHERE amount > 0)",
@@ -381,6 +403,7 @@ ORDERS = FamilyQuery(
                 "margin_sum": "sum(margin)",
                 "margin_amount": "sum(amount) FILTER (WHERE margin IS NOT NULL)",
             },
+            window=_ORDERS_YEAR,
         ),
     ),
 )
@@ -493,6 +516,9 @@ USAGE_PERIODS = {
 }
 _EVENTS_PER_USER_ROW = "active_users > 0 AND events IS NOT NULL"
 
+# The rows of the window block: the last 24 weeks.
+_USAGE_WINDOWS = RowWindow("date", 168)
+
 USAGE = FamilyQuery(
     "usage",
     "usage",
@@ -511,7 +537,7 @@ USAGE = FamilyQuery(
             "sum(events) AS events, sum(events * events) AS events_squared, "
             "count(events) AS event_rows "
             f"FROM (SELECT account_id, {_USAGE_PERIOD} AS period, active_users, events, "
-            f"seats_licensed FROM usage WHERE date < {{cutoff}} AND {_within(168, 'date')}) "
+            f"seats_licensed FROM usage WHERE {_USAGE_WINDOWS.sql}) "
             "AS recent GROUP BY account_id, period",
             {
                 **{
@@ -531,6 +557,7 @@ USAGE = FamilyQuery(
                 "events_squared_84d": "sum(events_squared) FILTER (WHERE period < 3)",
                 "event_rows_84d": "sum(event_rows) FILTER (WHERE period < 3)",
             },
+            window=_USAGE_WINDOWS,
         ),
         AggregateBlock(
             "history",
@@ -635,14 +662,15 @@ USAGE_FEATURES = [
 _HIGH_PRIORITY = "lower(priority) IN ('high', 'urgent', 'critical')"
 _CLOSED_BY_AS_OF = "closed_at < {cutoff}"
 
+_SUPPORT_WINDOW = RowWindow("created_at", 180)
+
 SUPPORT = FamilyQuery(
     "support",
     "support_tickets",
     (
         AggregateBlock(
             "tickets",
-            f"SELECT * FROM support_tickets WHERE created_at < {{cutoff}} "
-            f"AND {_within(180, 'created_at')}",
+            f"SELECT * FROM support_tickets WHERE {_SUPPORT_WINDOW.sql}",
             {
                 "tickets_30d": f"count(*) FILTER (WHERE {_within(30, 'created_at')})",
                 "tickets_90d": f"count(*) FILTER (WHERE {_within(90, 'created_at')})",
@@ -659,6 +687,7 @@ SUPPORT = FamilyQuery(
                 "open_tickets": "count(*) FILTER (WHERE closed_at IS NULL OR closed_at >= {cutoff})",
                 "csat_mean": (f"avg(csat) FILTER (WHERE closed_at IS NULL OR {_CLOSED_BY_AS_OF})"),
             },
+            window=_SUPPORT_WINDOW,
         ),
     ),
 )
@@ -739,14 +768,15 @@ def _closed_as(stage: str) -> str:
     return f"lower(stage) = '{stage}' AND closed_at < {{cutoff}} AND {_within(180, 'closed_at')}"
 
 
+_OPPORTUNITIES_WINDOW = RowWindow("created_at", 730)
+
 OPPORTUNITIES = FamilyQuery(
     "opportunities",
     "opportunities",
     (
         AggregateBlock(
             "opportunities",
-            f"SELECT * FROM opportunities WHERE created_at < {{cutoff}} "
-            f"AND {_within(730, 'created_at')}",
+            f"SELECT * FROM opportunities WHERE {_OPPORTUNITIES_WINDOW.sql}",
             {
                 "open_count": f"count(*) FILTER (WHERE {_OPEN_AT_AS_OF})",
                 "open_amount": f"sum(amount) FILTER (WHERE {_OPEN_AT_AS_OF})",
@@ -756,6 +786,7 @@ OPPORTUNITIES = FamilyQuery(
                 "won_180d": f"count(*) FILTER (WHERE {_closed_as('won')})",
                 "lost_180d": f"count(*) FILTER (WHERE {_closed_as('lost')})",
             },
+            window=_OPPORTUNITIES_WINDOW,
         ),
     ),
 )
@@ -876,19 +907,22 @@ _DAYS_LATE = (
     "- epoch(due_date)) / 86400.0, 0)"
 )
 
+_INVOICES_WINDOW = RowWindow("due_date", 365)
+
 INVOICES = FamilyQuery(
     "invoices",
     "invoices",
     (
         AggregateBlock(
             "invoices",
-            f"SELECT * FROM invoices WHERE due_date < {{cutoff}} AND {_within(365, 'due_date')}",
+            f"SELECT * FROM invoices WHERE {_INVOICES_WINDOW.sql}",
             {
                 "due": "count(*)",
                 "late": f"count(*) FILTER (WHERE {_PAID_LATE} OR {_OVERDUE_AT_AS_OF})",
                 "days_late_mean": f"avg({_DAYS_LATE})",
                 "overdue_amount": f"sum(amount) FILTER (WHERE {_OVERDUE_AT_AS_OF})",
             },
+            window=_INVOICES_WINDOW,
         ),
     ),
 )

@@ -22,9 +22,11 @@ import pytest
 from features.build import (
     FeatureError,
     FeatureSession,
+    _arrow_column,
     _arrow_tables,
     _balanced_groups,
     _date_bounds,
+    _has_missing,
     _LineUp,
     build_account_features,
     data_period,
@@ -96,7 +98,7 @@ def test_ids_of_several_frames_are_coded_in_one_lookup() -> None:
             }
         ),
     }
-    tables = _arrow_tables(frames, dictionary)
+    tables = _arrow_tables(frames, lambda: dictionary)
     for name, frame in frames.items():
         for column in ("account_id", "parent_account_id"):
             if column in frame.columns:
@@ -105,6 +107,76 @@ def test_ids_of_several_frames_are_coded_in_one_lookup() -> None:
     assert tables["usage"]["account_id"].to_pylist() == [1, 1, None, 0, None, 3]
     assert tables["accounts"]["parent_account_id"].to_pylist() == [None, None]
     assert tables["usage"]["events"].null_count == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([1.5, np.nan, -np.inf, 2.0, np.nan]),
+        pd.Series([np.nan, np.nan]),
+        pd.Series([0.5, np.inf, 3.0]),
+        pd.Series([], dtype="float64"),
+        pd.Series(pd.to_datetime(["2024-01-01", None, "1970-01-01"])).astype("datetime64[ns]"),
+        pd.Series(pd.to_datetime(["2024-01-01 10:00", "2023-05-06 00:00"])).astype(
+            "datetime64[us]"
+        ),
+        pd.Series([pd.NaT, pd.NaT], dtype="datetime64[s]"),
+        pd.Series(["a", None], dtype="str"),
+    ],
+)
+def test_columns_reach_arrow_as_arrow_converts_them(values: pd.Series) -> None:
+    """Floats and dates without a copy, missing ones (NaN, NaT) as nulls: as Arrow's conversion."""
+    expected = pa.array(values, from_pandas=True)
+    converted = _arrow_column(values)
+    assert converted.type == expected.type
+    assert converted.null_count == expected.null_count
+    assert converted.to_pylist() == expected.to_pylist()
+    assert _has_missing(values) == bool(values.isna().any())
+
+
+def test_a_block_over_a_window_gets_the_rows_its_query_keeps() -> None:
+    """The rows in the window's days up to the as-of day; none before or after."""
+    dates = pd.to_datetime(
+        [
+            "2024-01-14 23:59:00",  # the day before the window
+            "2024-01-15 00:00:00",  # its first day: 168 days before the day after the as-of day
+            "2024-03-01 00:00:00",
+            "2024-06-30 23:59:00",  # the as-of day
+            "2024-07-01 00:00:00",  # after it
+        ]
+    ).astype("datetime64[ns]")
+    ids = pd.Series(["A"] * len(dates), dtype="str")
+    subscriptions = pd.DataFrame(
+        {
+            "account_id": pd.Series(["A"], dtype="str"),
+            "start_date": pd.to_datetime(["2020-01-01"]).astype("datetime64[ns]"),
+            "arr": [1.0],
+        }
+    )
+    usage = pd.DataFrame({"account_id": ids, "date": dates, "events": np.arange(5.0)})
+    long_ago = usage.iloc[[0] * 20].assign(date=pd.Timestamp("2021-01-01"))
+    usage = pd.concat([usage, long_ago], ignore_index=True)
+    with FeatureSession({"subscriptions": subscriptions, "usage": usage}) as session:
+        plan = plan_features(session.columns, "2024-06-30")
+        ((table, window),) = [value for value in plan.windows.values() if value[0] == "usage"]
+        assert (table, window.days) == ("usage", 168)
+        rows = session._window_rows(table, window, plan.as_of)
+        assert rows["events"].to_pylist() == [1.0, 2.0, 3.0]
+        # the features are those of the query over all the rows
+        whole = session.run_plan(dataclasses.replace(plan, windows={}))
+        pd.testing.assert_frame_equal(session.run_plan(plan), whole)
+
+
+def test_windows_change_no_feature(saas_tables: dict[str, pd.DataFrame]) -> None:
+    with FeatureSession(saas_tables) as session:
+        for day in (session.period.last_day, session.period.last_day - pd.Timedelta(days=200)):
+            plan = plan_features(session.columns, day)
+            tables = {table for table, _ in plan.windows.values()}
+            assert {"usage", "support_tickets", "invoices"} <= tables
+            table, window = plan.windows["block_usage_windows"]
+            assert session._window_rows(table, window, day).num_rows < len(saas_tables["usage"])
+            whole = session.run_plan(dataclasses.replace(plan, windows={}))
+            pd.testing.assert_frame_equal(session.run_plan(plan), whole, check_exact=True)
 
 
 def test_line_up_puts_each_block_row_on_its_account() -> None:
