@@ -530,10 +530,11 @@ class FeatureSession:
             key=lambda block: self._block_rows(block[1]),
             reverse=True,
         )
-        spines: list[pa.Table] = []
+        spine_ready: Future[pa.Table] = Future()
 
         def run_block(block: tuple[str, str]) -> pa.Table:
             name, sql = block
+            spine = spine_ready.result() if _reads_spine(sql) else None
             cursor = cursors.get()
             try:
                 windowed = plan.windows.get(name)
@@ -542,11 +543,16 @@ class FeatureSession:
                     table, window = windowed
                     rows[table] = self._window_rows(table, window, plan.as_of)
                 self._with_views(cursor, self._tables_read(sql), rows)
-                if spines:
-                    cursor.register("spine", spines[0])
+                if spine is not None:
+                    cursor.register("spine", spine)
                 return cursor.sql(sql).to_arrow_table()
             finally:
                 cursors.put(cursor)
+
+        def ready(block: tuple[str, str]) -> bool:
+            return self._tables_ready(block[1]) and (
+                spine_ready.done() or not _reads_spine(block[1])
+            )
 
         def select(aggregates: pa.Table) -> pa.Table:
             cursor = cursors.get()
@@ -561,14 +567,20 @@ class FeatureSession:
         self._con.execute("SET threads = 1")
         try:
             # Behind any table still being converted on the session's threads; a thread takes
-            # the first block whose tables are there (the revenue block when it can).
-            revenue_job, *free_jobs = self._run_when_ready(run_block, [revenue_block, *free_blocks])
-            revenue = revenue_job.result()
-            spine = revenue.filter(pc.greater(revenue["arr"], ARR_EPSILON))
-            spine = spine.select(["account_id", "arr"]).sort_by("account_id")
-            spines.append(spine)
-            spine_jobs = [self._pool.submit(run_block, block) for block in spine_blocks]
-            jobs = [revenue_job, *free_jobs, *spine_jobs]
+            # the first block that can run: the revenue block when it can, the blocks that
+            # read the active accounts as soon as they are known (they are small: run late,
+            # one would keep a thread busy while the other has nothing left), then the others.
+            jobs = self._run_when_ready(
+                run_block, [revenue_block, *spine_blocks, *free_blocks], ready
+            )
+            try:
+                revenue = jobs[0].result()
+                spine = revenue.filter(pc.greater(revenue["arr"], ARR_EPSILON))
+                spine = spine.select(["account_id", "arr"]).sort_by("account_id")
+            except BaseException as error:
+                spine_ready.set_exception(error)  # the blocks waiting for it stop
+                raise
+            spine_ready.set_result(spine)
             # Each block is lined up as soon as it is done, while the others run.
             line_up = _LineUp(spine["account_id"], len(self.account_ids))
             lined_up = {id(job): line_up(job.result()) for job in as_completed(jobs)}
@@ -587,12 +599,16 @@ class FeatureSession:
         return table
 
     def _run_when_ready(
-        self, run: Callable[[tuple[str, str]], pa.Table], blocks: list[tuple[str, str]]
+        self,
+        run: Callable[[tuple[str, str]], pa.Table],
+        blocks: list[tuple[str, str]],
+        ready: Callable[[tuple[str, str]], bool],
     ) -> list[Future[pa.Table]]:
-        """`run` each `(name, query)` block on the session's threads, one whose tables are there first.
+        """`run` each `(name, query)` block on the session's threads, those `ready` to run first.
 
-        One task per block; each task takes the first block left whose tables
-        are all converted, else the first block left (and waits for its tables).
+        One task per block; each task takes the first block left that is
+        `ready`, else the first block left that does not read the active
+        accounts, else the first block left (`run` waits for what it needs).
         """
         results: list[Future[pa.Table]] = [Future() for _ in blocks]
         left = list(range(len(blocks)))
@@ -600,7 +616,8 @@ class FeatureSession:
 
         def run_next() -> None:
             with lock:
-                index = next((i for i in left if self._tables_ready(blocks[i][1])), left[0])
+                waiting = [i for i in left if not _reads_spine(blocks[i][1])] or left
+                index = next((i for i in left if ready(blocks[i])), waiting[0])
                 left.remove(index)
             try:
                 results[index].set_result(run(blocks[index]))
@@ -773,14 +790,17 @@ def _sorted_ids(tables: Tables) -> pa.Array:
     among them get no code: such an account has no revenue, so it is never
     active and its rows never reach a feature.
     """
-    uniques = [
-        pc.unique(_arrow_ids(frame[column]))
+    columns = [
+        _arrow_ids(frame[column])
         for name, frame in tables.items()
         if name in (*REVENUE_TABLES, "accounts")
         for column in sorted(ACCOUNT_ID_COLUMNS)
         if column in frame.columns
     ]
-    ids = pc.unique(pa.concat_arrays(uniques)) if uniques else pa.array([], pa.large_string())
+    # One hash table over all the columns (a `unique` per column, then over their uniques,
+    # costs about twice as much).
+    chunks = [chunk for array in columns for chunk in getattr(array, "chunks", [array])]
+    ids = pc.unique(pa.chunked_array(chunks, pa.large_string()))
     return pc.drop_null(ids).sort()
 
 

@@ -231,6 +231,22 @@ def test_a_failing_block_is_raised_and_the_session_still_closes(
         assert len(session.run_plan(plan)) > 10
 
 
+def test_a_failing_revenue_block_stops_the_blocks_waiting_for_the_active_accounts(
+    saas_tables: dict[str, pd.DataFrame],
+) -> None:
+    with FeatureSession(saas_tables) as session:
+        plan = plan_features(session.columns, session.period.last_day)
+        (name, _), *others = plan.blocks
+        assert any("spine" in sql for _, sql in others)
+        broken = dataclasses.replace(
+            plan,
+            blocks=((name, "SELECT account_id, no_such_column AS arr FROM subscriptions"), *others),
+        )
+        with pytest.raises(duckdb.BinderException, match="no_such_column"):
+            session.run_plan(broken)
+        assert len(session.run_plan(plan)) > 10
+
+
 def test_a_session_that_cannot_start_leaves_no_thread_behind() -> None:
     before = threading.active_count()
     empty = {
