@@ -26,6 +26,9 @@ Three parts (default: all), each with default training settings:
   the same data per seed (`--seeds`, default 6), with a fixed `--trials`
   count and no time budget so the comparison is deterministic; model vs the
   oracle's expected ARR at risk, overall and for the top 1% of accounts by ARR.
+- boosting-path: one fixed-parameter booster per seed (`--seeds`, default 2)
+  read at 50..1500 rounds: the ARR bands' model / oracle ratio and the
+  calibration fold's log loss as boosting proceeds.
 - telco: IBM Telco flat table, stratified 20% hold-out (`--telco-seeds` more
   splits to show the spread). Target: ROC-AUC >= 0.85, ECE <= 0.03 at seed 0.
 - cdnow: the CDNOW orders mapping, trained as of 1997-12-31 with a 180-day
@@ -477,7 +480,10 @@ def _fit_variant(
             "trials": result.n_trials,
             "pruned": result.n_pruned,
             **{k: params[k] for k in ("min_child_samples", "num_leaves", "n_estimators")},
-            "learning_rate": round(params["learning_rate"], 4),
+            **{
+                k: round(params[k], 4)
+                for k in ("learning_rate", "reg_lambda", "reg_alpha", "colsample_bytree")
+            },
         }
     else:
         params = {
@@ -496,7 +502,8 @@ def search_space_comparison(
     months: int,
     seeds: list[int],
     n_trials: int,
-    variants: dict[str, SearchSpace | dict[str, Any]] | None = None,
+    variants: list[str] | None = None,
+    max_snapshots: int | None = TrainingSettings.max_snapshots,
 ) -> dict[str, Any]:
     """Churn booster variants side by side on the same generated data, seed by seed.
 
@@ -507,8 +514,8 @@ def search_space_comparison(
     snapshot by `churn_against_oracle`, with its training seconds (tuning,
     fit and calibration).
     """
-    variants = variants or SEARCH_VARIANTS
-    settings = TrainingSettings(track=False)
+    variants = variants or list(SEARCH_VARIANTS)
+    settings = TrainingSettings(track=False, max_snapshots=max_snapshots)
     tuning = replace(settings.tuning, n_trials=n_trials, timeout_seconds=None)
     rows = []
     for seed in seeds:
@@ -518,7 +525,8 @@ def search_space_comparison(
         evaluation = folds["evaluation"]
         y = evaluation["churn"].to_numpy(dtype=np.float64)
         arr = evaluation["arr"].to_numpy(dtype=np.float64)
-        for name, variant in variants.items():
+        for name in variants:
+            variant = SEARCH_VARIANTS[name]
             started = time.perf_counter()
             model, chosen = _fit_variant(variant, folds, features, tuning)
             seconds = time.perf_counter() - started
@@ -545,7 +553,72 @@ def search_space_comparison(
             "max_ece": max(r["ece"] for r in mine),
             "mean_train_seconds": round(float(np.mean([r["train_seconds"] for r in mine])), 1),
         }
-    return {"n_trials": n_trials, "seeds": seeds, "rows": rows, "summary": summary}
+    return {
+        "n_trials": n_trials,
+        "max_snapshots": max_snapshots,
+        "seeds": seeds,
+        "rows": rows,
+        "summary": summary,
+    }
+
+
+# Rounds at which `boosting_path_by_arr_band` reads the booster, and its fixed parameters
+PATH_ROUNDS = (50, 100, 200, 400, 800, 1500)
+PATH_PARAMS = {"learning_rate": 0.03, "num_leaves": 15, "min_child_samples": 20}
+
+
+def boosting_path_by_arr_band(
+    accounts: int, months: int, seeds: list[int], rounds: tuple[int, ...] = PATH_ROUNDS
+) -> dict[str, Any]:
+    """How the booster's ARR at risk by ARR band moves with the number of boosting rounds.
+
+    One booster per seed with `PATH_PARAMS` (no tuning, no early stopping) on
+    the pipeline's training fold; at each of `rounds` its uncalibrated
+    probabilities on the evaluation snapshot against the oracle (overall and
+    by ARR band, `arr_band_breakdown`), with the calibration fold's log loss
+    (the quantity early stopping and the tuning minimise).
+    """
+    settings = TrainingSettings(track=False)
+    out: list[dict[str, Any]] = []
+    for seed in seeds:
+        folds, features, p_true, _ = _synthetic_churn_folds(accounts, months, seed, settings)
+        model = CalibratedBoostedClassifier(
+            **PATH_PARAMS, n_estimators=max(rounds), n_jobs=1, calibration="platt"
+        ).fit(
+            folds["train"][features],
+            folds["train"]["churn"].to_numpy(dtype=np.float64),
+            folds["calibration"][features],
+            folds["calibration"]["churn"].to_numpy(dtype=np.float64),
+        )
+        encoder, booster = model.encoder_, model.booster_
+        evaluation = encoder.transform(folds["evaluation"][features])
+        calibration = encoder.transform(folds["calibration"][features])
+        y_cal = folds["calibration"]["churn"].to_numpy(dtype=np.float64)
+        arr = folds["evaluation"]["arr"].to_numpy(dtype=np.float64)
+        for k in rounds:
+            p = booster.predict(evaluation, num_iteration=k)
+            p_cal = np.clip(booster.predict(calibration, num_iteration=k), 1e-15, 1 - 1e-15)
+            bands = arr_band_breakdown(arr, p, p_true)
+            row = {
+                "seed": seed,
+                "rounds": k,
+                "calibration_log_loss": round(
+                    float(-np.mean(y_cal * np.log(p_cal) + (1 - y_cal) * np.log(1 - p_cal))), 5
+                ),
+                "model_vs_oracle_expected_arr_at_risk": round(
+                    float(np.sum(p * arr) / np.sum(p_true * arr) - 1), 4
+                ),
+                **{
+                    f"ratio_{name}": round(float(ratio), 3)
+                    for name, ratio in zip(
+                        ("below_p50", "p50_p90", "p90_p99", "top_1pct"), bands["ratio"], strict=True
+                    )
+                },
+                "mean_p_over_mean_true": round(float(p.mean() / p_true.mean()), 3),
+            }
+            out.append(row)
+            console.print_json(json.dumps(row))
+    return {"params": PATH_PARAMS, "rounds": list(rounds), "rows": out}
 
 
 # ------------------------------------------------------------------ pooled over seeds
@@ -754,6 +827,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "synthetic-oracle",
             "synthetic-pooled",
             "search-space",
+            "boosting-path",
             "telco",
             "cdnow",
             "all",
@@ -774,10 +848,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--trials", type=int, default=20, help="search-space: fixed Optuna trials per variant"
     )
+    parser.add_argument(
+        "--variants", default=None, help="search-space: comma-separated SEARCH_VARIANTS keys"
+    )
+    parser.add_argument(
+        "--max-snapshots",
+        type=int,
+        default=TrainingSettings.max_snapshots,
+        help="search-space: latest monthly snapshots used (0: all)",
+    )
     parser.add_argument("--telco-seeds", type=int, default=1, help="Telco splits (seeds 0..N-1).")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     args = parser.parse_args(argv)
-    default_seeds = {"synthetic-oracle": 30, "synthetic-pooled": 16, "search-space": 6}
+    default_seeds = {
+        "synthetic-oracle": 30,
+        "synthetic-pooled": 16,
+        "search-space": 6,
+        "boosting-path": 2,
+    }
 
     import optuna
 
@@ -809,8 +897,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             elif part == "search-space":
                 seeds = list(range(args.seed, args.seed + (args.seeds or default_seeds[part])))
                 results[part] = search_space_comparison(
-                    args.accounts, args.months, seeds, args.trials
+                    args.accounts,
+                    args.months,
+                    seeds,
+                    args.trials,
+                    [name.strip() for name in args.variants.split(",")] if args.variants else None,
+                    args.max_snapshots or None,
                 )
+            elif part == "boosting-path":
+                seeds = list(range(args.seed, args.seed + (args.seeds or default_seeds[part])))
+                results[part] = boosting_path_by_arr_band(args.accounts, args.months, seeds)
             elif part == "telco":
                 results[part] = telco_quality(list(range(args.telco_seeds)), settings)
             else:
