@@ -98,6 +98,7 @@ PARTITION_COLUMN = "__partition"
 ACCOUNT_GROUPS = "__account_groups"
 GROUP_ACCOUNT_COLUMN = "__group_account"
 GROUP_COLUMN = "__group"
+_ACCOUNT_KEY = "__account_key"  # a row's parsed account id while it is split
 ACCOUNT_GROUPS_FILE = "__account_groups.parquet"
 # How much of a failing query the error message shows.
 QUERY_PREVIEW_CHARS = 300
@@ -236,27 +237,33 @@ class AccountPartition:
 
     def row_filter(self, table: str, grouped: bool = False) -> str | None:
         """The DuckDB condition on `table`'s typed columns (`features.typed_tables.type_raw_table`);
-        None when the table is read whole. `grouped`: some accounts have a parent (the
-        connection holds `ACCOUNT_GROUPS`, see `partition_key_sql`)."""
+        None when the table is read whole.
+
+        `grouped`: some accounts have a parent (the connection holds
+        `ACCOUNT_GROUPS`): an account in it is in the partition of its group,
+        any other in its own (a row without an account id too, as `hash(NULL)`).
+        So the rows kept are those of the partition by their own id, except the
+        few accounts whose group puts them in or out of it: one uncorrelated `IN`
+        over those, which DuckDB runs as a hash join (a correlated lookup over
+        the parsed id ran row by row).
+        """
         if not is_keyed_by_account(table) or self.count == 1:
             return None
-        return f"{partition_key_sql(self.count, grouped)} = {self.index}"
+        own = f"{partition_key_sql(self.count)} = {self.index}"
+        if not grouped:
+            return own
+        moved = (
+            f"SELECT {GROUP_ACCOUNT_COLUMN} FROM {ACCOUNT_GROUPS} "
+            f"WHERE (hash({GROUP_COLUMN}) % {self.count} = {self.index}) "
+            f"!= (hash({GROUP_ACCOUNT_COLUMN}) % {self.count} = {self.index})"
+        )
+        return f"(({own}) != coalesce({{account_id}} IN ({moved}), false))"
 
 
-def partition_key_sql(count: int, grouped: bool = False) -> str:
-    """The partition of a row as DuckDB SQL over its parsed `{account_id}` (a format field).
-
-    `grouped`: the partition of the account's parent group, looked up in the
-    table `ACCOUNT_GROUPS` (accounts with a parent -> their group; a join DuckDB
-    plans for the whole scan); an account not in it is its own group.
-    """
-    if not grouped:
-        return f"hash({{account_id}}) % {count}"
-    group = (
-        f"(SELECT {GROUP_COLUMN} FROM {ACCOUNT_GROUPS} "
-        f"WHERE {GROUP_ACCOUNT_COLUMN} = {{account_id}})"
-    )
-    return f"hash(coalesce({group}, {{account_id}})) % {count}"
+def partition_key_sql(count: int) -> str:
+    """The partition of a row as DuckDB SQL over its parsed `{account_id}` (a format field),
+    for an account without a parent group (see `AccountPartition`)."""
+    return f"hash({{account_id}}) % {count}"
 
 
 def is_keyed_by_account(table: str) -> bool:
@@ -753,16 +760,26 @@ def _write_partitions(
     )
     if "account_id" not in raw_types:
         return None
-    key = partition_key_sql(count, grouped).format(
-        account_id=parsed_value_sql(table, "account_id", raw_types["account_id"])
-    )
+    account = parsed_value_sql(table, "account_id", raw_types["account_id"])
     row_number = "" if raw.row_number == SOURCE_ROW else f", {raw.row_number} AS {SOURCE_ROW}"
+    if grouped:  # the partition of the account's parent group: one hash join on the parsed id
+        group = f"coalesce(found.{GROUP_COLUMN}, source_rows.{_ACCOUNT_KEY})"
+        rows = (
+            f"SELECT source_rows.* EXCLUDE ({_ACCOUNT_KEY}), "
+            f"{partition_key_sql(count).format(account_id=group)} AS {PARTITION_COLUMN} "
+            f"FROM (SELECT *{row_number}, {account} AS {_ACCOUNT_KEY} FROM {raw.relation}) "
+            f"AS source_rows LEFT JOIN {ACCOUNT_GROUPS} AS found "
+            f"ON found.{GROUP_ACCOUNT_COLUMN} = source_rows.{_ACCOUNT_KEY}"
+        )
+    else:
+        key = partition_key_sql(count).format(account_id=account)
+        rows = f"SELECT *{row_number}, {key} AS {PARTITION_COLUMN} FROM {raw.relation}"
     # the rows are sorted by their row number on loading: no order to keep while copying
     # (but a CSV's rows must be materialised in order: their rowid is their row number)
     con.execute("SET preserve_insertion_order = false")
     try:
         con.execute(
-            f"COPY (SELECT *{row_number}, {key} AS {PARTITION_COLUMN} FROM {raw.relation}) "
+            f"COPY ({rows}) "
             f"TO {quote_literal(str(folder))} (FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}))"
         )
     except duckdb.Error as error:
