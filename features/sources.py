@@ -30,6 +30,7 @@ missing required column) raise `SourcesError` naming every such problem.
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import logging
 import re
@@ -111,6 +112,11 @@ _OPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RENAMED_COPY = re.compile(r"^(.*)_\d+$")
 _GENERATED_NAME = re.compile(r"^column\d+$")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# DuckDB's error for a CSV quote that never closes (its line and first line), and its file.
+_DUCKDB_UNTERMINATED_QUOTE = re.compile(
+    r"CSV Error on Line: (\d+)\s*\n(?:Original Line: )?([^\n]*)(?s:.*)unterminated quote"
+)
+_DUCKDB_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
 # The types DuckDB guesses for a JSON column of numbers (read as JSON text when they are ids).
 _JSON_NUMBER_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UHUGEINT", "DOUBLE"}
@@ -639,6 +645,10 @@ def _raw_table(
         if not (direct and row[0] in (PARQUET_ROW_NUMBER, PARQUET_FILE_NAME))
     }
     source_columns = list(source_types)
+    if _source_format(source) == "csv":
+        unterminated = _unterminated_quote_issues(con, table, source, files)
+        if unterminated:
+            return unterminated
     selection = select_columns(table, source_columns, source.columns)
     duplicated = _duplicated_header_issues(con, table, source, files, source_columns)
     if selection.issues or duplicated:
@@ -868,6 +878,112 @@ def _is_empty_file(file: Path, file_format: FileFormat | None) -> bool:
     return file.read_bytes().strip() in (b"", b"[]")
 
 
+def _unterminated_quote_issues(
+    con: duckdb.DuckDBPyConnection, table: str, source: TableSource, files: list[Path]
+) -> list[Issue]:
+    """An error for a CSV file with a quoted value that opens and is never closed.
+
+    DuckDB's sniffer, finding that a `"` does not close, reads such a file
+    without quoting (the quotes become text and values with the delimiter split
+    apart) or as one column, so the rows would load wrong, or fail with a
+    misleading "no column" error. Only then (and when the file holds a `"`) are
+    its lines read here, to name the line where the quote opens. (A quote that
+    never closes in a file the sniffer reads with quoting makes DuckDB fail,
+    see `_read_failure`.) Nothing is checked when `read_options` give `quote`.
+    """
+    if "quote" in source.read_options:
+        return []
+    for file in files:
+        if file.suffix.lower() in COMPRESSION_SUFFIXES[1:] or not _holds_quote(file):
+            continue  # zstd: not read here (DuckDB's own checks apply)
+        options = {**DEFAULT_READ_OPTIONS["csv"], **source.read_options}
+        if Path(source.path or "").suffix.lower() == ".tsv":
+            options.setdefault("delim", "\t")
+        arguments = ", ".join(
+            [
+                quote_literal(str(file)),
+                *(f"{name} = {_sql_value(v)}" for name, v in options.items()),
+            ]
+        )
+        try:
+            delimiter, quote, columns = con.execute(
+                f"SELECT Delimiter, Quote, len(Columns) FROM sniff_csv({arguments})"
+            ).fetchall()[0]
+        except duckdb.Error:
+            continue  # reading the file says what is wrong
+        if quote == '"' and columns > 1:
+            continue
+        # read as one column, the sniffed delimiter is not the file's: any usual one opens a value
+        given = source.read_options.get("delim", options.get("delim"))
+        delimiters = (str(given),) if given else (delimiter,) if columns > 1 else COMMON_DELIMITERS
+        found = _unterminated_quote_line(file, delimiters)
+        if found is None:
+            continue
+        line, text = found
+        how = "as a single column" if columns <= 1 else "with the quotes as plain text"
+        return [
+            Issue(
+                table,
+                None,
+                Rule.READ_ERROR,
+                "error",
+                0,
+                f"{table}: line {line:,} of {source.path!r}"
+                + (f" ({file.name})" if len(files) > 1 else "")
+                + f" opens a quoted value that is never closed (an unterminated quote): "
+                f"{text!r}. DuckDB would read the file {how}. Close the quote (a quote "
+                'inside a quoted value is written twice: ""), or set `read_options: '
+                "{quote: ''}` if quotes are plain text in this file",
+                [{"line": line, "text": text}],
+            )
+        ]
+    return []
+
+
+UNTERMINATED_QUOTE_PREVIEW = 80
+COMMON_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _holds_quote(file: Path, chunk: int = 1 << 24) -> bool:
+    """Whether a (text or gzip) file holds a `"` at all (read in chunks)."""
+    opener = gzip.open if file.suffix.lower() == ".gz" else open
+    with opener(file, "rb") as handle:
+        while block := handle.read(chunk):
+            if b'"' in block:
+                return True
+    return False
+
+
+def _unterminated_quote_line(file: Path, delimiters: tuple[str, ...]) -> tuple[int, str] | None:
+    """(1-based line, its start) of the first line of a CSV file where a quote opens a value
+    (at the start of the line or just after one of `delimiters`) and is not closed on that line.
+
+    A `"` inside an unquoted value (`12" screen`) is text; `""` inside a quoted
+    value is a quote. Only lines holding a `"` are looked at.
+    """
+    opener = gzip.open if file.suffix.lower() == ".gz" else open
+    separators = tuple(delimiter.encode() for delimiter in delimiters)
+    with opener(file, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if b'"' not in line:
+                continue
+            inside, position = False, line.find(b'"')
+            while position != -1:
+                if inside:
+                    if line[position + 1 : position + 2] == b'"':  # an escaped quote
+                        position += 1
+                    else:
+                        inside = False
+                else:
+                    before = line[:position].rstrip(b" ")
+                    inside = not before or before.endswith(separators)
+                position = line.find(b'"', position + 1)
+            if inside:
+                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+                return number, text[:UNTERMINATED_QUOTE_PREVIEW]
+    return None
+
+
 def _duplicated_header_issues(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -1018,6 +1134,24 @@ def _read_failure(table: str, source: TableSource, error: duckdb.Error) -> Issue
             0,
             f"{table}: the SQL query failed.\nquery: {preview}\nDuckDB: {detail}",
         )
+    unterminated = _DUCKDB_UNTERMINATED_QUOTE.search(str(error))
+    if unterminated is not None and _source_format(source) == "csv":
+        file = _DUCKDB_ERROR_FILE.search(str(error))
+        line = int(unterminated.group(1))
+        return Issue(
+            table,
+            None,
+            Rule.READ_ERROR,
+            "error",
+            0,
+            f"{table}: line {line:,} of {source.path!r}"
+            + (f" ({Path(file.group(1).strip()).name})" if file and _is_glob(source) else "")
+            + " opens a quoted value that is never closed (an unterminated quote): "
+            f"{unterminated.group(2).strip()[:UNTERMINATED_QUOTE_PREVIEW]!r}. Close the quote "
+            '(a quote inside a quoted value is written twice: ""), or set `read_options: '
+            "{quote: ''}` if quotes are plain text in this file",
+            [{"line": line}],
+        )
     return Issue(
         table,
         None,
@@ -1026,6 +1160,10 @@ def _read_failure(table: str, source: TableSource, error: duckdb.Error) -> Issue
         0,
         f"{table}: cannot read {source.path!r}.\nDuckDB: {detail}",
     )
+
+
+def _is_glob(source: TableSource) -> bool:
+    return source.path is not None and _GLOB_CHARS.search(source.path) is not None
 
 
 def _files_fingerprint(files: list[Path], base_dir: Path) -> str:

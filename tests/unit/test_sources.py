@@ -11,7 +11,7 @@ import pytest
 
 from features.contract import CONTRACT
 from features.issues import Rule
-from features.sources import SourcesError, load_sources, read_sources_config
+from features.sources import SourcesError, load_sources, read_sources_config, split_sources
 from features.validation import validate_sources
 
 
@@ -172,6 +172,73 @@ def test_json_integer_ids_of_any_size_are_read_exactly(tmp_path: Path, layout: s
     )
     assert accounts["employees"].tolist() == [0.5, 1.5, 2.5, 3.5, 7.0, 8.0]
     assert loaded.tables["subscriptions"]["account_id"].tolist() == [*exact, "5"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "line"),
+    [
+        # the sniffer reads the file with the quotes as text
+        (["account_id,start_date,arr", "A1,2023-01-01,100", 'A2,"2023-01-01,200'], 3),
+        # the sniffer reads the file as one column
+        (
+            [
+                "account_id,name,start_date,arr",
+                'A1,"Acme, Inc",2023-01-01,100',
+                'A2,"Beta,2023-01-01,200',
+                'A3,"Gamma",2023-01-01,300',
+                "A4,Delta,2023-01-01,4",
+            ],
+            3,
+        ),
+        # past the sniffer's sample: DuckDB's reader finds it
+        (
+            ["account_id,name,start_date,arr"]
+            + [f'A{i},"N{i}",2023-01-01,{i}' for i in range(30_000)]
+            + ['A30000,"Broken,2023-01-01,5', *[f"A{i},N,2023-01-01,1" for i in range(9)]],
+            30_002,
+        ),
+    ],
+    ids=["quotes-as-text", "one-column", "past-the-sample"],
+)
+def test_a_csv_quote_that_never_closes_is_an_error_naming_its_line(
+    tmp_path: Path, lines: list[str], line: int
+) -> None:
+    """DuckDB's sniffer, meeting a quote that does not close, reads the file without quoting (or
+    as one column): rows loaded with a quote in a value, or a misleading "no column" error."""
+    (tmp_path / "subs.csv").write_text("\n".join(lines) + "\n")
+    sources = write(tmp_path / "sources.yaml", "tables:\n  subscriptions: {path: subs.csv}\n")
+    with pytest.raises(SourcesError) as raised:
+        load_sources(sources)
+    (issue,) = raised.value.issues
+    assert issue.table == "subscriptions" and issue.rule == Rule.READ_ERROR
+    assert issue.examples[0]["line"] == line
+    assert issue.message.startswith(f"subscriptions: line {line:,} of 'subs.csv' opens a quoted")
+    assert "unterminated quote" in issue.message and lines[line - 1][:20] in issue.message
+    assert [i.message for i in validate_sources(sources).issues] == [issue.message]
+    with pytest.raises(SourcesError) as splitting:
+        split_sources(sources, 2, tmp_path / "split")
+    assert str(splitting.value) == str(raised.value)
+
+
+def test_quotes_that_are_text_still_load(tmp_path: Path) -> None:
+    """A quote inside an unquoted value is text; `quote: ''` says every quote is."""
+    (tmp_path / "subs.csv").write_text(
+        'account_id,start_date,arr,plan\nA1,2023-01-01,100,12" screen\nA2,2023-01-01,5,"x"\n'
+    )
+    (tmp_path / "usage.csv").write_text(
+        'account_id,date,active_users\nA1,2023-01-01,3\n"A2,2023-01-02,4\n'
+    )
+    sources = write(
+        tmp_path / "sources.yaml",
+        """
+        tables:
+          subscriptions: {path: subs.csv}
+          usage: {path: usage.csv, read_options: {quote: ""}}
+        """,
+    )
+    loaded = load_sources(sources)
+    assert loaded.tables["subscriptions"]["plan"].tolist() == ['12" screen', "x"]
+    assert loaded.tables["usage"]["account_id"].tolist() == ["A1", '"A2']
 
 
 def test_read_options_and_format(tmp_path: Path) -> None:
