@@ -510,8 +510,9 @@ class FeatureSession:
           over two threads than on one), behind the conversion of the tables
           to Arrow: a thread takes the first block whose tables are converted,
           the revenue block first, then those of the largest tables so that
-          the long ones do not finish last; only the blocks that read `spine`
-          (the active accounts) wait for the revenue block;
+          the long ones do not finish last; the blocks that read `spine`
+          (the active accounts) wait for the revenue block and run as soon
+          as it is done (they are small: last, one would run alone);
         - a block over a date window of its table (`plan.windows`: the usage
           windows read the last 24 weeks of a three-year table) gets the rows
           in the window, filtered in Arrow, so that DuckDB scans the weeks
@@ -538,7 +539,7 @@ class FeatureSession:
             cursor = cursors.get()
             try:
                 windowed = plan.windows.get(name)
-                rows = {}
+                rows: dict[str, pa.Table] = {}
                 if windowed is not None:
                     table, window = windowed
                     rows[table] = self._window_rows(table, window, plan.as_of)
