@@ -40,7 +40,13 @@ TrialProgress = Callable[[int, int, float | None], None]
 @dataclass(frozen=True)
 class SearchSpace:
     """Ranges the search draws LightGBM parameters from (inclusive; sampled on a
-    log scale except the two fractions)."""
+    log scale except the two fractions).
+
+    Shared by the time-split and the cross-validated search. Narrower
+    `min_child_samples` ranges (5-100, 5-50) were compared with this one on
+    12 generated portfolios and did not change how the largest accounts are
+    priced (docs/benchmarks.md, "Model quality", 2026-11-28).
+    """
 
     learning_rate: tuple[float, float] = (0.01, 0.2)
     num_leaves: tuple[int, int] = (2, 128)
@@ -85,6 +91,7 @@ class TuningSettings:
     # measured up to 10x slower than one (docs/benchmarks.md, "Model quality").
     n_jobs: int | None = None
     threads_row_threshold: int = 100_000
+    # the ranges each trial draws its parameters from
     search_space: SearchSpace = field(default_factory=SearchSpace)
 
     def threads_for(self, n_rows: int) -> int:
