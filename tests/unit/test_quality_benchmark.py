@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 from scipy.stats import binom
 
-from benchmarks.quality import arr_band_breakdown, chance_within, oracle_arr_by_snapshot
+from benchmarks.quality import (
+    arr_band_breakdown,
+    chance_within,
+    churn_against_oracle,
+    oracle_arr_by_snapshot,
+)
 
 
 def test_oracle_arr_by_snapshot_sums_each_labelled_month() -> None:
@@ -89,3 +94,26 @@ def test_arr_band_breakdown_bands_cover_every_row_once() -> None:
     assert np.allclose(bands["ratio"], 1.0) and np.allclose(bands["contribution"], 0.0)
     with pytest.raises(ValueError, match="differ in length"):
         arr_band_breakdown(arr, p[:-1], p)
+
+
+def test_churn_against_oracle_prices_the_model_against_the_oracle_expectation() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    arr = 100.0 * np.arange(1, n + 1)  # the top 1%: the last 4 rows
+    p_true = np.full(n, 0.1)
+    y = (rng.random(n) < p_true).astype(float)
+    y[:3] = 1.0  # both classes, whatever the draw
+    p_model = p_true.copy()
+    p_model[-4:] = 0.2  # the four largest accounts priced twice too high
+    result = churn_against_oracle(y, p_model, p_true, arr)
+    expected = float(np.sum(p_true * arr))
+    assert result["oracle_expected_arr_at_risk"] == pytest.approx(expected, abs=0.01)
+    assert result["model_vs_oracle_expected_arr_at_risk"] == pytest.approx(
+        (np.sum(p_model * arr) - expected) / expected, abs=1e-4
+    )
+    assert result["top_1pct_ratio"] == pytest.approx(2.0)
+    assert result["p90_p99_ratio"] == pytest.approx(1.0)
+    assert result["realised_churned_arr"] == pytest.approx(float(np.sum(y * arr)), abs=0.01)
+    # the oracle ranks no better than chance here (one probability for all)
+    assert result["oracle_roc_auc"] == pytest.approx(0.5)
+    assert result["auc_gap_to_oracle"] == pytest.approx(0.5 - result["roc_auc"], abs=1e-4)
