@@ -39,6 +39,7 @@ class Rule(StrEnum):
     MISSING_REQUIRED_COLUMN = "missing_required_column"
     MAPPED_COLUMN_NOT_FOUND = "mapped_column_not_found"
     DUPLICATE_COLUMN = "duplicate_column"
+    MULTILINE_VALUE = "multiline_value"
     MISSING_VALUE = "missing_value"
     UNPARSEABLE_VALUE = "unparseable_value"
     NO_REVENUE_TABLE = "no_revenue_table"

@@ -29,6 +29,7 @@ missing required column) raise `SourcesError` naming every such problem.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import gzip
 import hashlib
@@ -100,6 +101,7 @@ ACCOUNT_GROUPS = "__account_groups"
 GROUP_ACCOUNT_COLUMN = "__group_account"
 GROUP_COLUMN = "__group"
 _ACCOUNT_KEY = "__account_key"  # a row's parsed account id while it is split
+_LINE_BREAK = "__line_break"  # whether a raw CSV row holds a value over several lines
 ACCOUNT_GROUPS_FILE = "__account_groups.parquet"
 # How much of a failing query the error message shows.
 QUERY_PREVIEW_CHARS = 300
@@ -180,6 +182,7 @@ class SplitTable:
     folder: Path  # holds `__partition=<k>/*.parquet`
     source: str  # the label of the original source in the report ("parquet usage/*.parquet")
     ignored_columns: list[str]
+    issues: list[Issue] = field(default_factory=list)  # about the whole source (partition 0's)
 
 
 @dataclass(frozen=True)
@@ -418,6 +421,7 @@ def load_sources(path: str | Path, partition: AccountPartition | None = None) ->
                             partition.row_filter(table, grouped) if partition is not None else None
                         ),
                         raw=accounts_raw if table == "accounts" else None,
+                        source_issues=partition is None or partition.with_fingerprints,
                     )
             except duckdb.Error as error:
                 fatal.append(_read_failure(table, source, error))
@@ -568,6 +572,7 @@ class _RawTable:
     row_number: str  # the expression of a row's 0-based position in the source
     is_view: bool = False
     fingerprint: str | None = None  # of the query result, for `sql` tables
+    issues: list[Issue] = field(default_factory=list)  # warnings about the whole source
 
     def drop(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.relation is not None:
@@ -645,8 +650,10 @@ def _raw_table(
         if not (direct and row[0] in (PARQUET_ROW_NUMBER, PARQUET_FILE_NAME))
     }
     source_columns = list(source_types)
+    quoted: list[Path] = []
     if _source_format(source) == "csv":
-        unterminated = _unterminated_quote_issues(con, table, source, files)
+        quoted = _quoted_files(source, files)
+        unterminated = _unterminated_quote_issues(con, table, source, quoted)
         if unterminated:
             return unterminated
     selection = select_columns(table, source_columns, source.columns)
@@ -668,11 +675,25 @@ def _raw_table(
             )
         )
         return _RawTable(raw_relation, label, selection.ignored, SOURCE_ROW, is_view=True)
-    con.execute(f"CREATE TEMP TABLE {raw_relation} AS " + raw_select_sql(selection, relation_sql))
+    # a quoted value may run over several lines: flagged while the rows are read (a quote left
+    # open merges the rows after it into one value, see `_line_break_warnings`)
+    line_breaks = [
+        f"contains({quote_identifier(name)}, chr({code}))"
+        for name, type_name in source_types.items()
+        if type_name == "VARCHAR" and quoted
+        for code in (10, 13)
+    ]
+    extra = [f"({' OR '.join(line_breaks)}) AS {_LINE_BREAK}"] if line_breaks else []
+    con.execute(
+        f"CREATE TEMP TABLE {raw_relation} AS " + raw_select_sql(selection, relation_sql, extra)
+    )
+    warnings = _line_break_warnings(con, table, source, raw_relation) if line_breaks else []
     fingerprint = (
         _result_fingerprint(con, raw_relation, source.sql) if source.sql is not None else None
     )
-    return _RawTable(raw_relation, label, selection.ignored, "rowid", fingerprint=fingerprint)
+    return _RawTable(
+        raw_relation, label, selection.ignored, "rowid", fingerprint=fingerprint, issues=warnings
+    )
 
 
 def _json_relation_with_exact_text(
@@ -718,6 +739,7 @@ def _load_table(
     read: bool,
     row_filter: str | None = None,
     raw: _RawTable | None = None,
+    source_issues: bool = True,
 ) -> tuple[TypedTable, str | None] | list[Issue] | None:
     """Read and type one table (only the rows `row_filter` keeps, see `type_raw_table`).
 
@@ -725,6 +747,7 @@ def _load_table(
     files are hashed by the caller), the issues when its columns do not fit the
     contract, or None when `read` is false (only the columns were checked).
     `raw`: the table's source already read (`_read_account_groups`).
+    `source_issues`: report the warnings about the whole source (one partition does).
     Raises duckdb.Error when the source cannot be read or the query fails.
     """
     if raw is not None and not read:
@@ -746,6 +769,8 @@ def _load_table(
         row_filter=row_filter,
     )
     raw.drop(con)
+    if source_issues and raw.issues:
+        typed = dataclasses.replace(typed, issues=[*raw.issues, *typed.issues])
     return typed, raw.fingerprint
 
 
@@ -821,7 +846,7 @@ def _write_partitions(
         )
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    return SplitTable(folder, raw.label, raw.ignored_columns)
+    return SplitTable(folder, raw.label, raw.ignored_columns, raw.issues)
 
 
 def _load_split_table(
@@ -845,6 +870,8 @@ def _load_split_table(
         row_number=SOURCE_ROW,
         in_row_order=True,
     )
+    if index == 0 and split.issues:
+        typed = dataclasses.replace(typed, issues=[*split.issues, *typed.issues])
     return typed, None
 
 
@@ -878,6 +905,52 @@ def _is_empty_file(file: Path, file_format: FileFormat | None) -> bool:
     return file.read_bytes().strip() in (b"", b"[]")
 
 
+def _quoted_files(source: TableSource, files: list[Path]) -> list[Path]:
+    """The files of a CSV source that may hold a quoted value (they hold its quote character;
+    zstd files are not read here, so they may)."""
+    quote = str(source.read_options.get("quote", '"'))
+    if not quote:
+        return []
+    return [
+        file
+        for file in files
+        if file.suffix.lower() in COMPRESSION_SUFFIXES[1:] or _holds_quote(file, quote.encode())
+    ]
+
+
+def _line_break_warnings(
+    con: duckdb.DuckDBPyConnection, table: str, source: TableSource, raw_relation: str
+) -> list[Issue]:
+    """A warning for the rows of a CSV source with a quoted value over several lines (and the
+    flag column `_LINE_BREAK` dropped from `raw_relation`).
+
+    That is valid CSV (a note, an address), read as one value; but a quote left
+    open and closed by a stray quote further down reads the same, the rows in
+    between merged into one value: the warning names the first such row.
+    """
+    count, first = con.execute(
+        f"SELECT count(*) FILTER (WHERE {_LINE_BREAK}), min(rowid) FILTER (WHERE {_LINE_BREAK}) "
+        f"FROM {raw_relation}"
+    ).fetchall()[0]
+    con.execute(f"ALTER TABLE {raw_relation} DROP COLUMN {_LINE_BREAK}")
+    if not count:
+        return []
+    return [
+        Issue(
+            table,
+            None,
+            Rule.MULTILINE_VALUE,
+            "warning",
+            int(count),
+            f"{int(count):,} row(s) of {source.path!r} hold a quoted value that runs over "
+            f"several lines, the first at row {int(first) + 1:,}: valid CSV, read as one value; "
+            "but if a quote was left open there, the rows up to the next quote were merged into "
+            "that value and are missing",
+            [{"row": int(first) + 1}],
+        )
+    ]
+
+
 def _unterminated_quote_issues(
     con: duckdb.DuckDBPyConnection, table: str, source: TableSource, files: list[Path]
 ) -> list[Issue]:
@@ -890,11 +963,12 @@ def _unterminated_quote_issues(
     its lines read here, to name the line where the quote opens. (A quote that
     never closes in a file the sniffer reads with quoting makes DuckDB fail,
     see `_read_failure`.) Nothing is checked when `read_options` give `quote`.
+    `files`: those that hold a `"` (`_quoted_files`).
     """
     if "quote" in source.read_options:
         return []
     for file in files:
-        if file.suffix.lower() in COMPRESSION_SUFFIXES[1:] or not _holds_quote(file):
+        if file.suffix.lower() in COMPRESSION_SUFFIXES[1:]:
             continue  # zstd: not read here (DuckDB's own checks apply)
         options = {**DEFAULT_READ_OPTIONS["csv"], **source.read_options}
         if Path(source.path or "").suffix.lower() == ".tsv":
@@ -944,12 +1018,12 @@ UNTERMINATED_QUOTE_PREVIEW = 80
 COMMON_DELIMITERS = (",", ";", "\t", "|")
 
 
-def _holds_quote(file: Path, chunk: int = 1 << 24) -> bool:
-    """Whether a (text or gzip) file holds a `"` at all (read in chunks)."""
+def _holds_quote(file: Path, quote: bytes = b'"', chunk: int = 1 << 24) -> bool:
+    """Whether a (text or gzip) file holds `quote` at all (read in chunks)."""
     opener = gzip.open if file.suffix.lower() == ".gz" else open
     with opener(file, "rb") as handle:
         while block := handle.read(chunk):
-            if b'"' in block:
+            if quote in block:
                 return True
     return False
 

@@ -11,7 +11,13 @@ import pytest
 
 from features.contract import CONTRACT
 from features.issues import Rule
-from features.sources import SourcesError, load_sources, read_sources_config, split_sources
+from features.sources import (
+    AccountPartition,
+    SourcesError,
+    load_sources,
+    read_sources_config,
+    split_sources,
+)
 from features.validation import validate_sources
 
 
@@ -218,6 +224,30 @@ def test_a_csv_quote_that_never_closes_is_an_error_naming_its_line(
     with pytest.raises(SourcesError) as splitting:
         split_sources(sources, 2, tmp_path / "split")
     assert str(splitting.value) == str(raised.value)
+
+
+def test_a_quoted_value_over_several_lines_loads_with_a_warning(tmp_path: Path) -> None:
+    """Valid CSV, but a quote left open on row 2 and closed by a stray quote on the next line
+    reads the same: A3's row is merged into A2's name. The warning names the row."""
+    (tmp_path / "subs.csv").write_text(
+        "account_id,name,start_date,arr\n"
+        'A1,"Acme, Inc",2023-01-01,100\n'
+        'A2,"Beta,2023-01-01,200\n'
+        'A3,Gamma",2023-01-01,300\n'
+        "A4,Delta,2023-01-01,400\n"
+    )
+    sources = write(tmp_path / "sources.yaml", "tables:\n  subscriptions: {path: subs.csv}\n")
+    loaded = load_sources(sources)
+    assert loaded.tables["subscriptions"]["account_id"].tolist() == ["A1", "A2", "A4"]
+    (warning,) = loaded.report.find(Rule.MULTILINE_VALUE, "subscriptions")
+    assert warning.severity == "warning" and warning.count == 1
+    assert warning.examples == [{"row": 2}] and "row 2" in warning.message
+    assert loaded.report.ok
+    split = split_sources(sources, 3, tmp_path / "split")
+    for index in range(3):
+        partition = AccountPartition(index, 3, split)
+        found = load_sources(sources, partition).report.find(Rule.MULTILINE_VALUE)
+        assert found == ([warning] if index == 0 else [])
 
 
 def test_quotes_that_are_text_still_load(tmp_path: Path) -> None:
