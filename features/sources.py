@@ -18,7 +18,10 @@ Paths, in `path` and inside `sql`, are relative to the folder of the YAML
 file. A `path` table may also give `format` (csv / parquet / json, when the
 extension does not say) and `read_options` (passed to DuckDB's `read_csv`,
 `read_parquet` or `read_json`, e.g. `{delim: ";"}`). CSV files are read as
-text and typed by the contract's rules (so ids keep their leading zeros).
+text and typed by the contract's rules (so ids keep their leading zeros);
+JSON ids as the text of their values (so integer ids are exact at any size).
+A CSV quote that never closes is an error naming its line, and a quoted
+value over several lines a warning naming its row.
 
 `load_sources` returns typed contract frames (see `features.typed_tables`),
 an `accounts` table derived from the revenue table's ids when none is given,
@@ -677,12 +680,16 @@ def _raw_table(
         return _RawTable(raw_relation, label, selection.ignored, SOURCE_ROW, is_view=True)
     # a quoted value may run over several lines: flagged while the rows are read (a quote left
     # open merges the rows after it into one value, see `_line_break_warnings`)
-    line_breaks = [
-        f"contains({quote_identifier(name)}, chr({code}))"
-        for name, type_name in source_types.items()
-        if type_name == "VARCHAR" and quoted
-        for code in (10, 13)
-    ]
+    line_breaks = (
+        [
+            f"contains({quote_identifier(name)}, chr({code}))"
+            for name, type_name in source_types.items()
+            if type_name == "VARCHAR"
+            for code in (10, 13)
+        ]
+        if quoted
+        else []
+    )
     extra = [f"({' OR '.join(line_breaks)}) AS {_LINE_BREAK}"] if line_breaks else []
     con.execute(
         f"CREATE TEMP TABLE {raw_relation} AS " + raw_select_sql(selection, relation_sql, extra)

@@ -8,6 +8,7 @@ exits 1); a *warning* is worth knowing but the data can be used. The rules:
 | invalid_config, unknown_table, unknown_column | sources.yaml | error |
 | file_not_found, sql_error, read_error | the table | error |
 | missing_required_column, mapped_column_not_found, duplicate_column | the table | error |
+| multiline_value (a CSV quoted value over several lines) | the table | warning |
 | missing_value (required column; rows excluded) | any | error |
 | unparseable_value in a required column (rows excluded) | any | error |
 | unparseable_value in an optional column (value set missing) | any | warning |
