@@ -384,7 +384,8 @@ SEARCH_VARIANTS: dict[str, SearchSpace | dict[str, Any]] = {
     "current (mcs 5-400)": SearchSpace(min_child_samples=(5, 400)),
     "mcs 5-100": SearchSpace(min_child_samples=(5, 100)),
     "mcs 5-50": SearchSpace(min_child_samples=(5, 50)),
-    "fixed 300 x 0.03, 15 leaves, mcs 20, Platt": {
+    # last session's fixed model: 300 rounds at 0.03, 15 leaves, 20-row leaves, Platt
+    "fixed (no tuning)": {
         "n_estimators": 300,
         "learning_rate": 0.03,
         "num_leaves": 15,
@@ -418,21 +419,8 @@ def _synthetic_churn_folds(accounts: int, months: int, seed: int, settings: Trai
         "calibration": panel[as_of.isin(split.calibration)],
         "evaluation": panel[as_of == split.evaluation].reset_index(drop=True),
     }
-    truth = portfolio.ground_truth
-    truth = pd.DataFrame(
-        {
-            "account_id": truth["account_id"].astype(str),
-            "as_of": pd.to_datetime(truth["month"]).astype("datetime64[ns]"),
-            "p_true": truth["p_churn_true"].astype(float),
-        }
-    )
-    keys = folds["evaluation"][["account_id", "as_of"]].astype(
-        {"account_id": str, "as_of": "datetime64[ns]"}
-    )
-    p_true = keys.merge(truth, on=["account_id", "as_of"], how="left")["p_true"]
-    if p_true.isna().any():
-        raise RuntimeError(f"seed {seed}: {int(p_true.isna().sum())} evaluation rows lack p_true")
-    return folds, feature_columns(panel), p_true.to_numpy(), time.perf_counter() - started
+    p_true = _oracle_for(folds["evaluation"], portfolio.ground_truth)
+    return folds, feature_columns(panel), p_true, time.perf_counter() - started
 
 
 def churn_against_oracle(
@@ -515,6 +503,9 @@ def search_space_comparison(
     fit and calibration).
     """
     variants = variants or list(SEARCH_VARIANTS)
+    unknown = [name for name in variants if name not in SEARCH_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; known: {list(SEARCH_VARIANTS)}")
     settings = TrainingSettings(track=False, max_snapshots=max_snapshots)
     tuning = replace(settings.tuning, n_trials=n_trials, timeout_seconds=None)
     rows = []
@@ -860,6 +851,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--telco-seeds", type=int, default=1, help="Telco splits (seeds 0..N-1).")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     args = parser.parse_args(argv)
+    variants = [name.strip() for name in args.variants.split(",")] if args.variants else None
+    if variants is not None and not set(variants) <= set(SEARCH_VARIANTS):
+        parser.error(f"--variants: choose among {', '.join(SEARCH_VARIANTS)}")
     default_seeds = {
         "synthetic-oracle": 30,
         "synthetic-pooled": 16,
@@ -901,7 +895,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     args.months,
                     seeds,
                     args.trials,
-                    [name.strip() for name in args.variants.split(",")] if args.variants else None,
+                    variants,
                     args.max_snapshots or None,
                 )
             elif part == "boosting-path":
