@@ -800,9 +800,14 @@ def _sorted_ids(tables: Tables) -> pa.Array:
     ]
     # One hash table over all the columns (a `unique` per column, then over their uniques,
     # costs about twice as much).
-    chunks = [chunk for array in columns for chunk in getattr(array, "chunks", [array])]
-    ids = pc.unique(pa.chunked_array(chunks, pa.large_string()))
+    ids = pc.unique(_one_array(columns))
     return pc.drop_null(ids).sort()
+
+
+def _one_array(ids: list[pa.Array | pa.ChunkedArray]) -> pa.ChunkedArray:
+    """Id columns as one chunked array of text (no copy), for one hash table over them all."""
+    chunks = [chunk for array in ids for chunk in getattr(array, "chunks", [array])]
+    return pa.chunked_array(chunks, pa.large_string())
 
 
 def _arrow_ids(ids: pd.Series) -> pa.Array | pa.ChunkedArray:
@@ -858,8 +863,7 @@ def _arrow_tables(
         if column in ACCOUNT_ID_COLUMNS
     ]
     ids = [_arrow_ids(frames[name][column]) for name, column in id_columns]
-    chunks = [chunk for array in ids for chunk in getattr(array, "chunks", [array])]
-    codes = pc.index_in(pa.chunked_array(chunks, pa.large_string()), value_set=dictionary())
+    codes = pc.index_in(_one_array(ids), value_set=dictionary())
     offset = 0
     for key, array in zip(id_columns, ids, strict=True):
         converted[key] = codes.slice(offset, len(array))

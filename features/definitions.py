@@ -103,6 +103,10 @@ class AggregateBlock:
     aggregates: dict[str, str]
     window: RowWindow | None = None
 
+    def __post_init__(self) -> None:
+        if self.window is not None and self.window.sql not in self.rows:
+            raise ValueError(f"block {self.name!r}: its rows do not filter on its window")
+
 
 @dataclass(frozen=True)
 class FamilyQuery:

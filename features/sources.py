@@ -1003,22 +1003,37 @@ def _unterminated_quote_issues(
         line, text = found
         how = "as a single column" if columns <= 1 else "with the quotes as plain text"
         return [
-            Issue(
+            _unterminated_quote_error(
                 table,
-                None,
-                Rule.READ_ERROR,
-                "error",
-                0,
-                f"{table}: line {line:,} of {source.path!r}"
-                + (f" ({file.name})" if len(files) > 1 else "")
-                + f" opens a quoted value that is never closed (an unterminated quote): "
-                f"{text!r}. DuckDB would read the file {how}. Close the quote (a quote "
-                'inside a quoted value is written twice: ""), or set `read_options: '
-                "{quote: ''}` if quotes are plain text in this file",
-                [{"line": line, "text": text}],
+                source,
+                line,
+                text,
+                file.name if len(files) > 1 else None,
+                f" DuckDB would read the file {how}.",
             )
         ]
     return []
+
+
+def _unterminated_quote_error(
+    table: str, source: TableSource, line: int, text: str, file: str | None, how: str = ""
+) -> Issue:
+    """The error for a CSV quote that opens on `line` (of `file`, when the source has several)
+    and is never closed."""
+    text = text.strip()[:UNTERMINATED_QUOTE_PREVIEW]
+    return Issue(
+        table,
+        None,
+        Rule.READ_ERROR,
+        "error",
+        0,
+        f"{table}: line {line:,} of {source.path!r}"
+        + (f" ({file})" if file else "")
+        + f" opens a quoted value that is never closed (an unterminated quote): {text!r}.{how}"
+        ' Close the quote (a quote inside a quoted value is written twice: ""), or set '
+        "`read_options: {quote: ''}` if quotes are plain text in this file",
+        [{"line": line, "text": text}],
+    )
 
 
 UNTERMINATED_QUOTE_PREVIEW = 80
@@ -1218,20 +1233,12 @@ def _read_failure(table: str, source: TableSource, error: duckdb.Error) -> Issue
     unterminated = _DUCKDB_UNTERMINATED_QUOTE.search(str(error))
     if unterminated is not None and _source_format(source) == "csv":
         file = _DUCKDB_ERROR_FILE.search(str(error))
-        line = int(unterminated.group(1))
-        return Issue(
+        return _unterminated_quote_error(
             table,
-            None,
-            Rule.READ_ERROR,
-            "error",
-            0,
-            f"{table}: line {line:,} of {source.path!r}"
-            + (f" ({Path(file.group(1).strip()).name})" if file and _is_glob(source) else "")
-            + " opens a quoted value that is never closed (an unterminated quote): "
-            f"{unterminated.group(2).strip()[:UNTERMINATED_QUOTE_PREVIEW]!r}. Close the quote "
-            '(a quote inside a quoted value is written twice: ""), or set `read_options: '
-            "{quote: ''}` if quotes are plain text in this file",
-            [{"line": line}],
+            source,
+            int(unterminated.group(1)),
+            unterminated.group(2),
+            Path(file.group(1).strip()).name if file and _is_glob(source) else None,
         )
     return Issue(
         table,

@@ -32,6 +32,7 @@ from features.build import (
     data_period,
     plan_features,
 )
+from features.definitions import AggregateBlock, RowWindow
 from features.synthetic import GeneratorSettings, generate_portfolio
 
 
@@ -165,6 +166,14 @@ def test_a_block_over_a_window_gets_the_rows_its_query_keeps() -> None:
         # the features are those of the query over all the rows
         whole = session.run_plan(dataclasses.replace(plan, windows={}))
         pd.testing.assert_frame_equal(session.run_plan(plan), whole)
+
+
+def test_a_block_must_filter_on_the_window_it_declares() -> None:
+    """A window its rows do not filter on would hand the block too few rows: refused."""
+    window = RowWindow("date", 168)
+    AggregateBlock("recent", f"SELECT * FROM usage WHERE {window.sql}", {"n": "count(*)"}, window)
+    with pytest.raises(ValueError, match="'recent': its rows do not filter on its window"):
+        AggregateBlock("recent", "SELECT * FROM usage", {"n": "count(*)"}, window)
 
 
 def test_windows_change_no_feature(saas_tables: dict[str, pd.DataFrame]) -> None:
