@@ -86,7 +86,7 @@ def summary_table(result: JobResult) -> Table:
     risk = summary.get("weighted_churn_risk") or 0.0
     table = Table(title=f"Nightly run as of {result.as_of.date()}", show_header=False)
     table.add_column("what", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # paths wrap rather than lose their end
     table.add_row("ARR", compact_number(arr_total))
     table.add_row(
         "Weighted churn risk",
