@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from features import build
 from features.build import (
     FeatureError,
     FeatureSession,
@@ -77,8 +78,15 @@ def test_the_data_period_is_that_of_pandas(saas_tables: dict[str, pd.DataFrame])
     )
 
 
-def test_ids_of_several_frames_are_coded_in_one_lookup() -> None:
-    """Chunked ids, ids outside the dictionary and missing ids: as a lookup per column."""
+@pytest.mark.parametrize("run_sample_rows", [65_536, 2])
+def test_ids_of_several_frames_are_coded_in_one_lookup(
+    run_sample_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunked ids, ids outside the dictionary and missing ids: as a lookup per column.
+
+    Also with the ids looked up once per run (a sample of 2 rows decides).
+    """
+    monkeypatch.setattr(build, "RUN_SAMPLE_ROWS", run_sample_rows)
     dictionary = pa.array(["A", "B", "C", "D"], pa.large_string())
     usage_ids = pd.concat(
         [pd.Series(["B", "B", "Z"], dtype="str"), pd.Series(["A", None, "D"], dtype="str")],
@@ -108,6 +116,31 @@ def test_ids_of_several_frames_are_coded_in_one_lookup() -> None:
     assert tables["usage"]["account_id"].to_pylist() == [1, 1, None, 0, None, 3]
     assert tables["accounts"]["parent_account_id"].to_pylist() == [None, None]
     assert tables["usage"]["events"].null_count == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ids_in_runs_are_coded_as_a_lookup_per_row(seed: int) -> None:
+    """Runs of ids (missing ones and ids outside the dictionary among them), in chunks."""
+    rng = np.random.default_rng(seed)
+    dictionary = pa.array([f"ACC-{i:03d}" for i in range(0, 200, 2)], pa.large_string())
+    names = [f"ACC-{i:03d}" for i in range(200)] + [None]  # odd numbers are not in it
+    runs = rng.choice(len(names), size=3_000)
+    ids = [names[i] for i in runs for _ in range(int(rng.integers(1, 60)))]
+    cut = len(ids) // 3
+    chunked = pa.chunked_array(
+        [pa.array(ids[:cut], pa.large_string()), pa.array(ids[cut:], pa.large_string())]
+    )
+    assert build._run_starts(chunked) is not None
+    (codes,) = build._id_codes([chunked], lambda: dictionary)
+    assert codes.type == pa.int32()
+    assert codes.to_pylist() == pc.index_in(chunked, value_set=dictionary).to_pylist()
+
+
+def test_ids_not_in_runs_are_looked_up_row_by_row() -> None:
+    rng = np.random.default_rng(0)
+    ids = pa.array([f"ACC-{i:05d}" for i in rng.integers(0, 50_000, 100_000)], pa.large_string())
+    assert build._run_starts(ids) is None
+    assert build._run_starts(ids.slice(0, 1_000)) is None  # shorter than the sample
 
 
 @pytest.mark.parametrize(
