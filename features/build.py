@@ -850,15 +850,20 @@ def _id_codes(
 def _run_starts(ids: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     """Where each run of equal ids starts, or None when runs are too short to pay.
 
-    Runs are looked for only when the first `RUN_SAMPLE_ROWS` ids come in
-    runs of at least `RUN_MIN_LENGTH` on average. A missing id starts a run
+    Runs pay when they are at least `RUN_MIN_LENGTH` ids long on average;
+    the first `RUN_SAMPLE_ROWS` ids are looked at first, so that ids in no
+    particular order cost one short comparison. A missing id starts a run
     of its own.
     """
     rows = len(ids)
-    sample = min(rows, RUN_SAMPLE_ROWS)
-    if rows < RUN_SAMPLE_ROWS or len(_changes(ids.slice(0, sample))) * RUN_MIN_LENGTH > sample:
+    if rows < RUN_SAMPLE_ROWS:
         return None
-    following = _changes(ids).to_numpy().astype(np.int64) + 1
+    if len(_changes(ids.slice(0, RUN_SAMPLE_ROWS))) * RUN_MIN_LENGTH > RUN_SAMPLE_ROWS:
+        return None
+    changes = _changes(ids)
+    if len(changes) * RUN_MIN_LENGTH > rows:
+        return None
+    following = changes.to_numpy().astype(np.int64) + 1
     return np.concatenate((np.zeros(1, dtype=np.int64), following))
 
 

@@ -141,6 +141,10 @@ def test_ids_not_in_runs_are_looked_up_row_by_row() -> None:
     ids = pa.array([f"ACC-{i:05d}" for i in rng.integers(0, 50_000, 100_000)], pa.large_string())
     assert build._run_starts(ids) is None
     assert build._run_starts(ids.slice(0, 1_000)) is None  # shorter than the sample
+    # In runs for the first rows only.
+    first = pa.array(np.repeat([f"ACC-{i:05d}" for i in range(2_000)], 50), pa.large_string())
+    assert build._run_starts(first) is not None
+    assert build._run_starts(pa.chunked_array([first, ids])) is None
 
 
 @pytest.mark.parametrize(
