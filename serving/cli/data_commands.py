@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from features.validation import validate_sources
 from serving.cli.app import app, console, fail
 
 logger = logging.getLogger(__name__)
@@ -28,6 +27,8 @@ def validate_command(
     ] = False,
 ) -> None:
     """Check every table against the data contract: exit 0 if usable, 1 otherwise."""
+    from features.validation import validate_sources
+
     try:
         report = validate_sources(sources)
     except Exception as error:  # bad input must give a message, never a traceback

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from serving.cli.app import app, console, fail
-from serving.cli.nightly import StageProgress, summary_table
 from serving.cli.train_commands import TrainingProgress, print_training_summary, quiet_libraries
+
+if TYPE_CHECKING:
+    from serving.cli.nightly import StageProgress
 
 STAGES = {
     "generate": "1/3 generating a synthetic portfolio",
@@ -43,6 +45,8 @@ class DemoDisplay:
             self._live(event)
 
     def job(self, as_of: Any) -> StageProgress:
+        from serving.cli.nightly import StageProgress
+
         console.print(f"nightly run as of {as_of.date()}")
         progress = StageProgress(console)
         self._switch(progress)
@@ -63,6 +67,7 @@ def demo_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic portfolio")] = 0,
 ) -> None:
     """Generate a portfolio, train both models (MLflow), promote champions, score, write the report."""
+    from serving.cli.nightly import summary_table
     from serving.demo import DemoSettings, run_demo
 
     display = DemoDisplay()

@@ -10,9 +10,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from features.build import FeatureError
-from features.snapshot import feature_snapshot, write_parquet_atomically
-from features.sources import SourcesError
 from serving.cli.app import app, console, fail
 
 logger = logging.getLogger(__name__)
@@ -45,6 +42,10 @@ def features_command(
     ] = None,
 ) -> None:
     """One row per account active at the as-of date, features from what was known then."""
+    from features.build import FeatureError
+    from features.snapshot import feature_snapshot, write_parquet_atomically
+    from features.sources import SourcesError
+
     try:
         snapshot = feature_snapshot(sources, as_of, engine=engine, spark_master=spark_master)
     except SourcesError as error:

@@ -11,7 +11,6 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from features.synthetic import GeneratorSettings, generate_and_write, generate_and_write_shards
 from serving.cli.app import app, console, fail
 
 logger = logging.getLogger(__name__)
@@ -51,6 +50,8 @@ def generate_command(
     ] = 1,
 ) -> None:
     """Generate a synthetic portfolio with a known ground truth."""
+    from features.synthetic import GeneratorSettings, generate_and_write, generate_and_write_shards
+
     try:
         settings = GeneratorSettings(n_accounts=accounts, months=months, seed=seed, kind=kind.value)
     except ValidationError as error:

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from serving.cli.app import app, console, fail
-from serving.online_launch import LaunchError, check_snapshot, run_service
 from serving.online_settings import ENV_API_KEY, ServiceSettings, SettingsError
 
 
@@ -59,6 +58,8 @@ def serve_command(
     ] = 2,
 ) -> None:
     """Start the scoring service (BentoML) with the champion models."""
+    from serving.online_launch import LaunchError, check_snapshot, run_service
+
     try:
         settings = ServiceSettings.from_env()
     except SettingsError as error:

@@ -343,10 +343,8 @@ def score_command(
     if (sources is None) == (table is None):
         raise fail("give exactly one of --sources FILE or --table FILE")
     if sources is not None:
-        try:
-            from serving.cli.nightly import score_sources
-        except ImportError:
-            raise fail("scoring --sources (the nightly job) is not available yet") from None
+        from serving.cli.nightly import score_sources
+
         score_sources(
             sources, as_of, out, engine=engine, spark_master=spark_master, partitions=partitions
         )
