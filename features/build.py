@@ -820,13 +820,13 @@ def _arrow_ids(ids: pd.Series) -> pa.Array | pa.ChunkedArray:
 
 def _id_codes(
     ids: list[pa.Array | pa.ChunkedArray], dictionary: Callable[[], pa.Array]
-) -> list[pa.Array]:
+) -> list[pa.Array | pa.ChunkedArray]:
     """Each id column's positions in `dictionary()` (int32; null for an id not in it).
 
     One lookup for all the columns (each lookup hashes the dictionary
     again). Event tables usually hold an account's rows together (exported
     by account): the ids of a column that come in runs (`_run_starts`) are
-    looked up once per run and the codes repeated, which costs a third of
+    looked up once per run and the codes repeated, which costs about half of
     looking every row up (a lookup hashes the id, comparing neighbours does not).
     The runs are found before the dictionary is asked for.
     """
@@ -836,7 +836,7 @@ def _id_codes(
         for array, first in zip(ids, starts, strict=True)
     ]
     codes = pc.index_in(_one_array(looked_up), value_set=dictionary())
-    columns: list[pa.Array] = []
+    columns: list[pa.Array | pa.ChunkedArray] = []
     offset = 0
     for array, first, looked in zip(ids, starts, looked_up, strict=True):
         column = codes.slice(offset, len(looked))
@@ -874,7 +874,7 @@ def _changes(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.indices_nonzero(pc.fill_null(different, True))
 
 
-def _repeat_runs(codes: pa.Array, starts: np.ndarray, rows: int) -> pa.Array:
+def _repeat_runs(codes: pa.Array | pa.ChunkedArray, starts: np.ndarray, rows: int) -> pa.Array:
     """The code of each run repeated over the rows of the run."""
     lengths = np.diff(starts, append=rows)
     if codes.null_count == 0:
