@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract import CONTRACT, REVENUE_TABLES, ColumnSpec, Tables, TableSpec
 from features.issues import EXAMPLE_ROWS, Issue, Rule, TableLoad
@@ -260,19 +261,31 @@ def type_raw_table(
         if column.required:
             checks.append((column, Rule.MISSING_VALUE, f"NOT {present}"))
         checks.append((column, Rule.UNPARSEABLE_VALUE, f"{present} AND {name} IS NULL"))
-    counts_sql = ", ".join(
-        ["count(*)", "count(*) FILTER (WHERE __excluded)"]
-        + [f"count(*) FILTER (WHERE {condition})" for _, _, condition in checks]
+    # One pass over the rows (parsing is the costly part): the typed columns of every row with
+    # a flag per check and the exclusion flag; the flags are counted and the excluded rows
+    # dropped in Arrow.
+    output = ", ".join(
+        f"CAST({quote_identifier(column.name) if column.name in raw_types else 'NULL'} "
+        f"AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(column.name)}"
+        for column in spec.columns
     )
-    counts = con.sql(f"SELECT {counts_sql} FROM {view}").fetchall()[0]
-    rows_read, rows_excluded = int(counts[0]), int(counts[1])
+    flags = "".join(f", {condition} AS __check_{i}" for i, (_, _, condition) in enumerate(checks))
+    # a filtered scan may return rows out of their source order: put them back in it
+    order = " ORDER BY __row" if row_filter is not None or in_row_order else ""
+    arrow = con.sql(f"SELECT {output}, __excluded{flags} FROM {view}{order}").to_arrow_table()
+    rows_read = arrow.num_rows
+    rows_excluded = _true_count(arrow["__excluded"])
+    counts = [_true_count(arrow[f"__check_{i}"]) for i in range(len(checks))]
+    if rows_excluded:
+        arrow = arrow.filter(pc.invert(arrow["__excluded"]))
+    arrow = arrow.select([column.name for column in spec.columns])
 
     issues: list[Issue] = []
     raw_columns = ", ".join(
         f"{quote_identifier('__raw_' + column.name)} AS {quote_identifier(column.name)}"
         for column in present_columns
     )
-    for (column, rule, condition), count in zip(checks, counts[2:], strict=True):
+    for (column, rule, condition), count in zip(checks, counts, strict=True):
         if not count:
             continue
         examples = [
@@ -284,19 +297,16 @@ def type_raw_table(
         ]
         issues.append(_loading_issue(table, column, rule, int(count), examples))
 
-    output = ", ".join(
-        f"CAST({quote_identifier(column.name) if column.name in raw_types else 'NULL'} "
-        f"AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(column.name)}"
-        for column in spec.columns
-    )
-    # a filtered scan may return rows out of their source order: put them back in it
-    order = " ORDER BY __row" if row_filter is not None or in_row_order else ""
-    arrow = con.sql(f"SELECT {output} FROM {view} WHERE NOT __excluded{order}").to_arrow_table()
     frame = arrow_to_contract_frame(arrow, spec)
     if row_filter is not None:
         con.execute(f"DROP TABLE {raw_relation}")  # the filtered copy
     load = TableLoad(table, source, rows_read, rows_read - rows_excluded, ignored_columns or [])
     return TypedTable(frame, load, issues)
+
+
+def _true_count(flags: pa.ChunkedArray) -> int:
+    """How many of the flags are true (a missing flag is not)."""
+    return int(pc.sum(flags).as_py() or 0)
 
 
 def arrow_to_contract_frame(arrow: pa.Table, spec: TableSpec) -> pd.DataFrame:
