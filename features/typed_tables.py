@@ -415,9 +415,11 @@ def _typed_view_sql(
         raw = quote_identifier(column.name)
         raw_type = raw_types[column.name].upper()
         text = quote_identifier("__text_" + column.name)
-        if not _is_nested(raw_type):
-            texts.append(f"{_text_expression(raw, raw_type)} AS {text}")
         expression, present = _parse_expression(spec.name, column, raw, raw_type, text)
+        if text in expression or text in present:
+            # only where the parsing reads it: a typed column (Parquet numbers and dates) is
+            # read as it is, and DuckDB computes the text of every row even when unused
+            texts.append(f"{_text_expression(raw, raw_type)} AS {text}")
         parsed.append(f"{expression} AS {name}")
         parsed.append(f"{present} AS {quote_identifier('__present_' + column.name)}")
         parsed.append(f"CAST({raw} AS VARCHAR) AS {quote_identifier('__raw_' + column.name)}")
