@@ -832,7 +832,7 @@ def _id_codes(
     """
     starts = [_run_starts(array) for array in ids]
     looked_up = [
-        array if first is None else array.take(first)
+        array if first is None else _take(array, first)
         for array, first in zip(ids, starts, strict=True)
     ]
     codes = pc.index_in(_one_array(looked_up), value_set=dictionary())
@@ -845,6 +845,23 @@ def _id_codes(
             column = _repeat_runs(column, first, len(array))
         columns.append(column)
     return columns
+
+
+def _take(ids: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """`ids[rows]` for ascending `rows`, chunk by chunk.
+
+    Arrow's take over a chunked column first joins its chunks into one array
+    (10 M ids loaded from Parquet: 0.5 s in a new process, for 92,000 rows).
+    """
+    if isinstance(ids, pa.Array):
+        return ids.take(rows)
+    ends = np.cumsum([len(chunk) for chunk in ids.chunks])
+    bounds = np.searchsorted(rows, ends)
+    parts, start, offset = [], 0, 0
+    for chunk, end, bound in zip(ids.chunks, ends, bounds, strict=True):
+        parts.append(chunk.take(rows[start:bound] - offset))
+        start, offset = bound, end
+    return pa.chunked_array(parts, ids.type)
 
 
 def _run_starts(ids: pa.Array | pa.ChunkedArray) -> np.ndarray | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from itertools import pairwise
 
 import duckdb
 import numpy as np
@@ -134,6 +135,19 @@ def test_ids_in_runs_are_coded_as_a_lookup_per_row(seed: int) -> None:
     (codes,) = build._id_codes([chunked], lambda: dictionary)
     assert codes.type == pa.int32()
     assert codes.to_pylist() == pc.index_in(chunked, value_set=dictionary).to_pylist()
+
+
+def test_rows_of_a_chunked_column_are_taken_chunk_by_chunk() -> None:
+    rng = np.random.default_rng(1)
+    values = [f"ACC-{i}" if i % 7 else None for i in range(1_000)]
+    cuts = [0, 0, 10, 11, 400, 400, 999, 1_000]  # empty chunks, a one-row chunk
+    chunked = pa.chunked_array(
+        [pa.array(values[a:b], pa.large_string()) for a, b in pairwise(cuts)],
+        pa.large_string(),
+    )
+    rows = np.sort(rng.choice(1_000, size=300, replace=False))
+    assert build._take(chunked, rows).to_pylist() == [values[i] for i in rows]
+    assert build._take(chunked, rows[:0]).to_pylist() == []
 
 
 def test_ids_not_in_runs_are_looked_up_row_by_row() -> None:
