@@ -405,8 +405,8 @@ def _typed_view_sql(
     raw_relation: str,
     row_number: str,
 ) -> str:
-    """Three layers: every value as trimmed text (once: trimming is the costly part), parse
-    every column, then apply range checks and the exclusion flag."""
+    """Three layers: the values the parsing reads as text, trimmed (once: trimming is the
+    costly part), parse every column, then apply range checks and the exclusion flag."""
     texts: list[str] = ["*", f"{row_number} AS __row"]
     parsed: list[str] = ["__row"]
     checked: list[str] = ["__row"]
