@@ -517,6 +517,9 @@ class FeatureSession:
           windows read the last 24 weeks of a three-year table) gets the rows
           in the window, filtered in Arrow, so that DuckDB scans the weeks
           rather than the table; its query keeps its own filter;
+        - a block over a table with few rows per account gets only the active
+          accounts' rows (`_narrowed_tables`), so that it groups the accounts
+          that reach the features; it waits for the revenue block;
         - results stay Arrow tables: the aggregates of the active accounts are
           lined up by their integer account code as each block finishes (a
           take per block instead of a chain of hash joins), and the final
@@ -525,17 +528,19 @@ class FeatureSession:
         """
         revenue_block, *others = plan.blocks
         cursors = self._block_cursors()
-        spine_blocks = [block for block in others if _reads_spine(block[1])]
-        free_blocks = sorted(
-            (block for block in others if not _reads_spine(block[1])),
-            key=lambda block: self._block_rows(block[1]),
-            reverse=True,
-        )
-        spine_ready: Future[pa.Table] = Future()
+        # The revenue block decides the active accounts: it reads every row and waits for nothing.
+        narrowed = {name: self._narrowed_tables(sql) for name, sql in others}
+        narrowed[revenue_block[0]] = []
+        waits = {name: _reads_spine(sql) or bool(narrowed[name]) for name, sql in plan.blocks}
+        # The blocks that read the active accounts first (they are small: run last, one would
+        # keep a thread busy while the other has nothing left), then the longest tables first.
+        others.sort(key=lambda block: (not _reads_spine(block[1]), -self._block_rows(block[1])))
+        spine_ready: Future[tuple[pa.Table, np.ndarray]] = Future()
+        active_rows: dict[tuple[str, str], pa.Table] = {}
 
         def run_block(block: tuple[str, str]) -> pa.Table:
             name, sql = block
-            spine = spine_ready.result() if _reads_spine(sql) else None
+            spine, active = spine_ready.result() if waits[name] else (None, None)
             cursor = cursors.get()
             try:
                 windowed = plan.windows.get(name)
@@ -543,6 +548,14 @@ class FeatureSession:
                 if windowed is not None:
                     table, window = windowed
                     rows[table] = self._window_rows(table, window, plan.as_of)
+                for table in narrowed[name]:
+                    key = (table, repr(windowed))  # blocks over the same rows share them
+                    if key not in active_rows:
+                        whole = rows.get(table)
+                        if whole is None:
+                            whole = self._arrow_jobs[table].result()[table]
+                        active_rows[key] = _active_rows(whole, active)
+                    rows[table] = active_rows[key]
                 self._with_views(cursor, self._tables_read(sql), rows)
                 if spine is not None:
                     cursor.register("spine", spine)
@@ -551,9 +564,7 @@ class FeatureSession:
                 cursors.put(cursor)
 
         def ready(block: tuple[str, str]) -> bool:
-            return self._tables_ready(block[1]) and (
-                spine_ready.done() or not _reads_spine(block[1])
-            )
+            return self._tables_ready(block[1]) and (spine_ready.done() or not waits[block[0]])
 
         def select(aggregates: pa.Table) -> pa.Table:
             cursor = cursors.get()
@@ -572,16 +583,18 @@ class FeatureSession:
             # read the active accounts as soon as they are known (they are small: run late,
             # one would keep a thread busy while the other has nothing left), then the others.
             jobs = self._run_when_ready(
-                run_block, [revenue_block, *spine_blocks, *free_blocks], ready
+                run_block, [revenue_block, *others], ready, lambda block: waits[block[0]]
             )
             try:
                 revenue = jobs[0].result()
                 spine = revenue.filter(pc.greater(revenue["arr"], ARR_EPSILON))
                 spine = spine.select(["account_id", "arr"]).sort_by("account_id")
+                active = np.zeros(len(self.account_ids) + 1, dtype=bool)
+                active[spine["account_id"].to_numpy()] = True
             except BaseException as error:
                 spine_ready.set_exception(error)  # the blocks waiting for it stop
                 raise
-            spine_ready.set_result(spine)
+            spine_ready.set_result((spine, active))
             # Each block is lined up as soon as it is done, while the others run.
             line_up = _LineUp(spine["account_id"], len(self.account_ids))
             lined_up = {id(job): line_up(job.result()) for job in as_completed(jobs)}
@@ -604,11 +617,12 @@ class FeatureSession:
         run: Callable[[tuple[str, str]], pa.Table],
         blocks: list[tuple[str, str]],
         ready: Callable[[tuple[str, str]], bool],
+        waits: Callable[[tuple[str, str]], bool],
     ) -> list[Future[pa.Table]]:
         """`run` each `(name, query)` block on the session's threads, those `ready` to run first.
 
         One task per block; each task takes the first block left that is
-        `ready`, else the first block left that does not read the active
+        `ready`, else the first block left that does not wait for the active
         accounts, else the first block left (`run` waits for what it needs).
         """
         results: list[Future[pa.Table]] = [Future() for _ in blocks]
@@ -617,7 +631,7 @@ class FeatureSession:
 
         def run_next() -> None:
             with lock:
-                waiting = [i for i in left if not _reads_spine(blocks[i][1])] or left
+                waiting = [i for i in left if not waits(blocks[i])] or left
                 index = next((i for i in left if ready(blocks[i])), waiting[0])
                 left.remove(index)
             try:
@@ -639,6 +653,22 @@ class FeatureSession:
     def _block_rows(self, sql: str) -> int:
         """Rows of the largest contract table a block reads (to run the long blocks first)."""
         return max((len(self.tables[name]) for name in self._tables_read(sql)), default=0)
+
+    def _narrowed_tables(self, sql: str) -> list[str]:
+        """The tables a block (not the revenue block) reads only the active accounts' rows of.
+
+        A block's aggregates for an account come from that account's rows
+        alone (`AggregateBlock`), and only the active accounts' reach the
+        features. A block over a table with few rows per account costs
+        mostly per account (a group each), so handing it the active
+        accounts' rows alone pays when the table holds many other accounts:
+        the tables with at most `NARROW_ROWS_PER_ACCOUNT` rows per account
+        are narrowed (`_active_rows`), and their blocks wait for the active
+        accounts. Longer tables cost per row, and a copy of their rows costs
+        about what it spares.
+        """
+        most = NARROW_ROWS_PER_ACCOUNT * len(self.account_ids)
+        return [name for name in self._tables_read(sql) if len(self.tables[name]) <= most]
 
     def _block_cursors(self) -> Queue[duckdb.DuckDBPyConnection]:
         """Connections to the session's database, one per thread (views: `_with_views`)."""
@@ -747,12 +777,30 @@ SESSION_THREADS = 2
 # A block gets the rows of its window alone when they are at most this share of the table's
 # (the usage windows: 13% of a three-year table; opportunities over 730 days: over half).
 WINDOW_SHARE = 0.5
+# Blocks over tables with at most this many rows per account get the active accounts' rows
+# alone (`FeatureSession._narrowed_tables`), when at least `NARROW_SHARE` of the rows are
+# other accounts'.
+NARROW_ROWS_PER_ACCOUNT = 8
+NARROW_SHARE = 0.2
 # Id columns: how many first ids tell whether the ids come in runs, and the shortest mean run
 # for which a column's ids are looked up once per run (`_id_codes`).
 RUN_SAMPLE_ROWS = 65_536
 RUN_MIN_LENGTH = 4
 # Rows `FeatureSession.unknown_columns` looks at a time.
 UNKNOWN_SCAN_ROWS = 65_536
+
+
+def _active_rows(table: pa.Table, active: np.ndarray) -> pa.Table:
+    """The rows of `table` whose account code is marked in `active` (its last slot: no code).
+
+    All the rows when fewer than `NARROW_SHARE` of them are other accounts'
+    (the copy would cost about what it spares).
+    """
+    codes = pc.fill_null(table["account_id"], len(active) - 1).to_numpy()
+    keep = active[codes]
+    if keep.sum() > table.num_rows * (1 - NARROW_SHARE):
+        return table
+    return table.filter(pa.array(keep))
 
 
 def _raw_name(table: str) -> str:

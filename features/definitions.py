@@ -92,6 +92,9 @@ class RowWindow:
 class AggregateBlock:
     """A `GROUP BY account_id` over `rows` (a SELECT that yields account_id and columns).
 
+    An account's aggregates come from that account's rows alone (and from
+    `spine`, the active accounts, for a block that reads it), so an engine
+    may hand a block only the rows of the accounts whose features it needs.
     `window`, when set, says that `rows` reads only the rows of the family's
     table inside it (its WHERE clause holds `window.sql` for every row it
     reads), so an engine may hand the block those rows alone: a block over

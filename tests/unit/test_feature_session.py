@@ -24,6 +24,7 @@ from features import build
 from features.build import (
     FeatureError,
     FeatureSession,
+    _active_rows,
     _arrow_column,
     _arrow_tables,
     _balanced_groups,
@@ -237,6 +238,46 @@ def test_windows_change_no_feature(saas_tables: dict[str, pd.DataFrame]) -> None
             assert session._window_rows(table, window, day).num_rows < len(saas_tables["usage"])
             whole = session.run_plan(dataclasses.replace(plan, windows={}))
             pd.testing.assert_frame_equal(session.run_plan(plan), whole, check_exact=True)
+
+
+def test_active_rows_are_those_of_the_marked_accounts() -> None:
+    active = np.array([False, True, False, True, False])  # the last slot: rows without a code
+    table = pa.table(
+        {
+            "account_id": pa.chunked_array([[0, 1, None], [3, 3, 2]], pa.int32()),
+            "value": pa.chunked_array([[0.0, 1.0, 9.0], [3.0, 3.5, 2.0]]),
+        }
+    )
+    rows = _active_rows(table, active)
+    assert rows["account_id"].to_pylist() == [1, 3, 3]
+    assert rows["value"].to_pylist() == [1.0, 3.0, 3.5]
+    # nearly every row an active account's: the table as it is, no copy
+    assert _active_rows(table, np.array([True, True, False, True, True])) is table
+
+
+def test_narrowing_to_the_active_accounts_changes_no_feature(
+    saas_tables: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    narrowed: list[tuple[int, int]] = []
+
+    def spy(table: pa.Table, active: np.ndarray) -> pa.Table:
+        rows = _active_rows(table, active)
+        narrowed.append((table.num_rows, rows.num_rows))
+        return rows
+
+    monkeypatch.setattr(build, "_active_rows", spy)
+    monkeypatch.setattr(build, "NARROW_SHARE", 0.0)  # narrow whenever a row is another account's
+    with FeatureSession(saas_tables) as session:
+        assert "usage" not in session._narrowed_tables("SELECT * FROM usage")
+        for day in (session.period.last_day, session.period.last_day - pd.Timedelta(days=300)):
+            plan = plan_features(session.columns, day)
+            narrowed.clear()
+            features = session.run_plan(plan)
+            assert any(kept < rows for rows, kept in narrowed)  # some blocks got fewer rows
+            with monkeypatch.context() as nothing_narrowed:
+                nothing_narrowed.setattr(build, "NARROW_ROWS_PER_ACCOUNT", 0)
+                whole = session.run_plan(plan)
+            pd.testing.assert_frame_equal(features, whole, check_exact=True)
 
 
 def test_line_up_puts_each_block_row_on_its_account() -> None:
