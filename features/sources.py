@@ -61,6 +61,7 @@ from features.typed_tables import (
     raw_select_sql,
     select_columns,
     type_raw_table,
+    typing_connection,
     unknown_table_issue,
 )
 from features.validation import check_loaded_tables
@@ -532,9 +533,8 @@ def split_sources(path: str | Path, count: int, folder: str | Path) -> SplitSour
 
 
 def _connection(base_dir: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = typing_connection()
     con.execute(f"SET file_search_path = {quote_literal(str(base_dir))}")
-    con.execute("SET TimeZone = 'UTC'")
     return con
 
 

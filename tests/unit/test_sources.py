@@ -662,3 +662,37 @@ def test_parquet_exclusions_name_the_source_row(tmp_path: Path) -> None:
         for issue in loaded.report.find(Rule.MISSING_VALUE, "orders")
     }
     assert rows == {"account_id": [3], "date": [2], "amount": [4]}
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_loaded_rows_keep_the_source_order(tmp_path: Path, file_format: str) -> None:
+    """Rows come out in the order of the file, also when DuckDB reads it on several threads."""
+    rows = 600_000
+    ids = pd.Series([f"ACC-{i % 7919:05d}" for i in range(rows)])
+    ids[::1000] = " " + ids[::1000] + "\u00a0"  # edge white space on some ids: trimmed
+    usage = pd.DataFrame(
+        {
+            "account_id": ids,
+            "date": pd.Timestamp("2023-01-01") + pd.to_timedelta(pd.RangeIndex(rows) % 700, "D"),
+            "events": pd.RangeIndex(rows).astype("float64"),
+        }
+    )
+    subscriptions = pd.DataFrame(
+        {"account_id": ["ACC-00001"], "start_date": [pd.Timestamp("2022-01-01")], "arr": [1.0]}
+    )
+    if file_format == "parquet":
+        usage.to_parquet(tmp_path / "usage.parquet", row_group_size=20_000)
+    else:
+        usage.to_csv(tmp_path / "usage.csv", index=False)
+    subscriptions.to_parquet(tmp_path / "subscriptions.parquet")
+    sources = write(
+        tmp_path / "sources.yaml",
+        f"""
+        tables:
+          subscriptions: {{path: subscriptions.parquet}}
+          usage: {{path: usage.{file_format}}}
+        """,
+    )
+    loaded = load_sources(sources).tables["usage"]
+    assert loaded["events"].tolist() == usage["events"].tolist()
+    assert loaded["account_id"].tolist() == ids.str.strip().tolist()
