@@ -38,6 +38,7 @@ from features.definitions import (
     FeatureSpec,
     RowWindow,
 )
+from features.id_runs import repeat_runs, run_starts, take_rows
 from features.issues import Issue
 from features.typed_tables import DUCKDB_TYPES, coerce_tables, quote_identifier
 
@@ -782,10 +783,6 @@ WINDOW_SHARE = 0.5
 # other accounts'.
 NARROW_ROWS_PER_ACCOUNT = 8
 NARROW_SHARE = 0.2
-# Id columns: how many first ids tell whether the ids come in runs, and the shortest mean run
-# for which a column's ids are looked up once per run (`_id_codes`).
-RUN_SAMPLE_ROWS = 65_536
-RUN_MIN_LENGTH = 4
 # Rows `FeatureSession.unknown_columns` looks at a time.
 UNKNOWN_SCAN_ROWS = 65_536
 
@@ -873,14 +870,14 @@ def _id_codes(
 
     One lookup for all the columns (each lookup hashes the dictionary
     again). Event tables usually hold an account's rows together (exported
-    by account): the ids of a column that come in runs (`_run_starts`) are
-    looked up once per run and the codes repeated, which costs about half of
-    looking every row up (a lookup hashes the id, comparing neighbours does not).
-    The runs are found before the dictionary is asked for.
+    by account): the ids of a column that come in runs (`run_starts`) are
+    looked up once per run and the codes repeated (`features.id_runs`), which
+    costs about half of looking every row up. The runs are found before the
+    dictionary is asked for.
     """
-    starts = [_run_starts(array) for array in ids]
+    starts = [run_starts(array) for array in ids]
     looked_up = [
-        array if first is None else _take(array, first)
+        array if first is None else take_rows(array, first)
         for array, first in zip(ids, starts, strict=True)
     ]
     codes = pc.index_in(_one_array(looked_up), value_set=dictionary())
@@ -890,62 +887,9 @@ def _id_codes(
         column = codes.slice(offset, len(looked))
         offset += len(looked)
         if first is not None:
-            column = _repeat_runs(column, first, len(array))
+            column = repeat_runs(column, first, len(array))
         columns.append(column)
     return columns
-
-
-def _take(ids: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
-    """`ids[rows]` for ascending `rows`, chunk by chunk.
-
-    Arrow's take over a chunked column first joins its chunks into one array
-    (10 M ids loaded from Parquet: 0.5 s in a new process, for 92,000 rows).
-    """
-    if isinstance(ids, pa.Array):
-        return ids.take(rows)
-    ends = np.cumsum([len(chunk) for chunk in ids.chunks])
-    bounds = np.searchsorted(rows, ends)
-    parts, start, offset = [], 0, 0
-    for chunk, end, bound in zip(ids.chunks, ends, bounds, strict=True):
-        parts.append(chunk.take(rows[start:bound] - offset))
-        start, offset = bound, end
-    return pa.chunked_array(parts, ids.type)
-
-
-def _run_starts(ids: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
-    """Where each run of equal ids starts, or None when runs are too short to pay.
-
-    Runs pay when they are at least `RUN_MIN_LENGTH` ids long on average;
-    the first `RUN_SAMPLE_ROWS` ids are looked at first, so that ids in no
-    particular order cost one short comparison. A missing id starts a run
-    of its own.
-    """
-    rows = len(ids)
-    if rows < RUN_SAMPLE_ROWS:
-        return None
-    if len(_changes(ids.slice(0, RUN_SAMPLE_ROWS))) * RUN_MIN_LENGTH > RUN_SAMPLE_ROWS:
-        return None
-    changes = _changes(ids)
-    if len(changes) * RUN_MIN_LENGTH > rows:
-        return None
-    following = changes.to_numpy().astype(np.int64) + 1
-    return np.concatenate((np.zeros(1, dtype=np.int64), following))
-
-
-def _changes(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The positions i where ids[i + 1] differs from ids[i] (or either is missing)."""
-    rows = len(ids)
-    different = pc.not_equal(ids.slice(1), ids.slice(0, rows - 1))
-    return pc.indices_nonzero(pc.fill_null(different, True))
-
-
-def _repeat_runs(codes: pa.Array | pa.ChunkedArray, starts: np.ndarray, rows: int) -> pa.Array:
-    """The code of each run repeated over the rows of the run."""
-    lengths = np.diff(starts, append=rows)
-    if codes.null_count == 0:
-        return pa.array(np.repeat(codes.to_numpy(), lengths))
-    repeated = np.repeat(pc.fill_null(codes, -1).to_numpy(), lengths)
-    return pa.array(repeated, mask=repeated < 0)
 
 
 def _connect() -> duckdb.DuckDBPyConnection:

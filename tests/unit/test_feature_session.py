@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from features import build
+from features import build, id_runs
 from features.build import (
     FeatureError,
     FeatureSession,
@@ -88,7 +88,7 @@ def test_ids_of_several_frames_are_coded_in_one_lookup(
 
     Also with the ids looked up once per run (a sample of 2 rows decides).
     """
-    monkeypatch.setattr(build, "RUN_SAMPLE_ROWS", run_sample_rows)
+    monkeypatch.setattr(id_runs, "RUN_SAMPLE_ROWS", run_sample_rows)
     dictionary = pa.array(["A", "B", "C", "D"], pa.large_string())
     usage_ids = pd.concat(
         [pd.Series(["B", "B", "Z"], dtype="str"), pd.Series(["A", None, "D"], dtype="str")],
@@ -132,7 +132,7 @@ def test_ids_in_runs_are_coded_as_a_lookup_per_row(seed: int) -> None:
     chunked = pa.chunked_array(
         [pa.array(ids[:cut], pa.large_string()), pa.array(ids[cut:], pa.large_string())]
     )
-    assert build._run_starts(chunked) is not None
+    assert id_runs.run_starts(chunked) is not None
     (codes,) = build._id_codes([chunked], lambda: dictionary)
     assert codes.type == pa.int32()
     assert codes.to_pylist() == pc.index_in(chunked, value_set=dictionary).to_pylist()
@@ -147,19 +147,19 @@ def test_rows_of_a_chunked_column_are_taken_chunk_by_chunk() -> None:
         pa.large_string(),
     )
     rows = np.sort(rng.choice(1_000, size=300, replace=False))
-    assert build._take(chunked, rows).to_pylist() == [values[i] for i in rows]
-    assert build._take(chunked, rows[:0]).to_pylist() == []
+    assert id_runs.take_rows(chunked, rows).to_pylist() == [values[i] for i in rows]
+    assert id_runs.take_rows(chunked, rows[:0]).to_pylist() == []
 
 
 def test_ids_not_in_runs_are_looked_up_row_by_row() -> None:
     rng = np.random.default_rng(0)
     ids = pa.array([f"ACC-{i:05d}" for i in rng.integers(0, 50_000, 100_000)], pa.large_string())
-    assert build._run_starts(ids) is None
-    assert build._run_starts(ids.slice(0, 1_000)) is None  # shorter than the sample
+    assert id_runs.run_starts(ids) is None
+    assert id_runs.run_starts(ids.slice(0, 1_000)) is None  # shorter than the sample
     # In runs for the first rows only.
     first = pa.array(np.repeat([f"ACC-{i:05d}" for i in range(2_000)], 50), pa.large_string())
-    assert build._run_starts(first) is not None
-    assert build._run_starts(pa.chunked_array([first, ids])) is None
+    assert id_runs.run_starts(first) is not None
+    assert id_runs.run_starts(pa.chunked_array([first, ids])) is None
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -146,6 +147,28 @@ def test_orphans_against_given_accounts_are_errors_naming_ids() -> None:
     )
     assert "X9" in issue.message and "X7" in issue.message
     assert issue.examples == [{"account_id": "X9", "rows": 2}, {"account_id": "X7", "rows": 1}]
+
+
+@pytest.mark.parametrize("in_runs", [True, False])
+def test_orphans_in_a_long_table_are_counted_row_by_row(in_runs: bool) -> None:
+    """Ids in runs (an export by account) are checked once per run: the same counts."""
+    rng = np.random.default_rng(3)
+    known = [f"A{i}" for i in range(1, 3)]
+    names = [*known, "X7", "X9"]
+    runs = rng.integers(0, len(names), 4_000)
+    lengths = rng.integers(1, 60, len(runs))
+    ids = pd.Series(np.repeat(np.array(names)[runs], lengths), dtype="str")
+    if not in_runs:
+        ids = ids.sample(frac=1.0, random_state=0, ignore_index=True)
+    assert len(ids) > 65_536  # long enough for the runs to be looked for
+    tables = base_tables()
+    tables["usage"] = pd.DataFrame({"account_id": ids, "date": "2023-05-01"})
+    issue = only_issue(validate_tables(tables), Rule.ORPHAN_ACCOUNT_ID)
+    orphans = ids[~ids.isin(known)].value_counts()
+    assert (issue.table, issue.count) == ("usage", int(orphans.sum()))
+    assert {example["account_id"]: example["rows"] for example in issue.examples} == (
+        orphans.to_dict()
+    )
 
 
 def test_orphans_against_derived_accounts_are_warnings() -> None:
