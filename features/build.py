@@ -388,10 +388,14 @@ class FeatureSession:
             self.columns = available_columns(self.tables)
             self.features = included_features(self.columns)
             period = self._pool.submit(data_period, self.tables)
+            self._windowed_only = _windowed_only_tables(self.columns)
             self._arrow_jobs: dict[str, Future[dict[str, pa.Table]]] = {}
             for group in _balanced_groups(self.tables, SESSION_THREADS):
                 job = self._pool.submit(
-                    _arrow_tables, {name: self.tables[name] for name in group}, ids.result
+                    _arrow_tables,
+                    {name: self.tables[name] for name in group},
+                    ids.result,
+                    self._windowed_only,
                 )
                 self._arrow_jobs.update(dict.fromkeys(group, job))
             self.account_ids = _sorted_ids(self.tables)
@@ -407,6 +411,9 @@ class FeatureSession:
             raise
         # Per connection (by id), the tables whose views it has, with the rows they read.
         self._views: dict[int, dict[str, pa.Table]] = {}
+        # The tables read only over a window, with all their ids coded (`_whole`), when asked.
+        self._whole_tables: dict[str, pa.Table] = {}
+        self._whole_lock = threading.Lock()
         self._cursors: Queue[duckdb.DuckDBPyConnection] | None = None
 
     def __enter__(self) -> FeatureSession:
@@ -448,7 +455,7 @@ class FeatureSession:
         for name in names:
             table = (rows or {}).get(name)
             if table is None:
-                table = self._arrow_jobs[name].result()[name]
+                table = self._whole(name)
             if name not in have:
                 self._register(con, name, table)
             elif have[name] is not table:
@@ -466,10 +473,10 @@ class FeatureSession:
         """
         table = self._arrow_jobs[name].result()[name]
         if window.column not in table.column_names:
-            return table
+            return self._whole(name)
         dates = table[window.column]
         if not pa.types.is_timestamp(dates.type) or dates.type.tz is not None:
-            return table
+            return self._whole(name)
         cutoff = day + pd.Timedelta(days=1)
         start = cutoff - pd.Timedelta(days=window.days)
         inside = pc.and_(
@@ -477,8 +484,26 @@ class FeatureSession:
             pc.less(dates, pa.scalar(cutoff, dates.type)),
         )
         if (pc.sum(inside).as_py() or 0) > table.num_rows * WINDOW_SHARE:
-            return table  # filtering would cost about what scanning the other rows costs
-        return table.filter(inside)
+            return self._whole(name)  # filtering would cost about what scanning the rest costs
+        return self._with_codes(name, table.filter(inside))
+
+    def _whole(self, name: str) -> pa.Table:
+        """All the rows of table `name` as DuckDB reads them (account ids as codes)."""
+        table = self._arrow_jobs[name].result()[name]
+        if name not in self._windowed_only:
+            return table
+        with self._whole_lock:  # coded once, by whichever block asks first
+            if name not in self._whole_tables:
+                self._whole_tables[name] = self._with_codes(name, table)
+            return self._whole_tables[name]
+
+    def _with_codes(self, name: str, rows: pa.Table) -> pa.Table:
+        """`rows` of table `name` with their account ids coded (those of a table read only over
+        a window are coded for the rows of the window alone: `_windowed_only_tables`)."""
+        if name not in self._windowed_only or "account_id" not in rows.column_names:
+            return rows
+        (codes,) = _id_codes([rows["account_id"]], lambda: self.account_ids)
+        return rows.set_column(rows.column_names.index("account_id"), "account_id", codes)
 
     def _decode_ids(self, frame: pd.DataFrame) -> pd.DataFrame:
         if "account_id" in frame.columns:
@@ -554,7 +579,7 @@ class FeatureSession:
                     if key not in active_rows:
                         whole = rows.get(table)
                         if whole is None:
-                            whole = self._arrow_jobs[table].result()[table]
+                            whole = self._whole(table)
                         active_rows[key] = _active_rows(whole, active)
                     rows[table] = active_rows[key]
                 self._with_views(cursor, self._tables_read(sql), rows)
@@ -800,6 +825,28 @@ def _active_rows(table: pa.Table, active: np.ndarray) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
+def _windowed_only_tables(columns: Mapping[str, Iterable[str]]) -> frozenset[str]:
+    """The tables that every block reading them reads over a date window of theirs.
+
+    Support tickets and invoices: their blocks read the last 180 or 365
+    days, 15-30% of a three-year table, so their ids are coded for the rows
+    of the window alone (`FeatureSession._window_rows`), not for every row:
+    ids in no particular order cost a hash look-up each.
+    """
+    readers: dict[str, list[bool]] = {}
+    for query in family_queries(columns):
+        for block in query.blocks:
+            for name in columns:
+                if re.search(rf"\b{name}\b", block.rows):
+                    windowed = query.source == name and block.window is not None
+                    readers.setdefault(name, []).append(windowed)
+    return frozenset(
+        name
+        for name, windowed in readers.items()
+        if all(windowed) and name not in (*REVENUE_TABLES, "accounts")
+    )
+
+
 def _raw_name(table: str) -> str:
     """The name under which a connection holds a table's Arrow rows (its view reads them)."""
     return f"frame_{table}"
@@ -911,7 +958,9 @@ def _balanced_groups(tables: Tables, count: int) -> list[list[str]]:
 
 
 def _arrow_tables(
-    frames: Mapping[str, pd.DataFrame], dictionary: Callable[[], pa.Array]
+    frames: Mapping[str, pd.DataFrame],
+    dictionary: Callable[[], pa.Array],
+    uncoded: Iterable[str] = (),
 ) -> dict[str, pa.Table]:
     """The contract columns of typed frames as Arrow tables for DuckDB.
 
@@ -922,7 +971,8 @@ def _arrow_tables(
     NA) become Arrow nulls, as DuckDB's pandas scan reads them. DuckDB scans
     the numbers and dates of an Arrow table several times faster than those
     of the pandas frame (no NaN check or date conversion per value on every
-    pass).
+    pass). The `uncoded` tables keep their ids as text: they are coded for
+    the rows a block reads (`FeatureSession._with_codes`).
     """
     given = {
         name: [column.name for column in CONTRACT[name].columns if column.name in frame.columns]
@@ -940,6 +990,10 @@ def _arrow_tables(
         for column in columns
         if column in ACCOUNT_ID_COLUMNS
     ]
+    uncoded = set(uncoded)
+    for key in [key for key in id_columns if key[0] in uncoded]:
+        id_columns.remove(key)
+        converted[key] = _arrow_ids(frames[key[0]][key[1]])
     ids = [_arrow_ids(frames[name][column]) for name, column in id_columns]
     for key, codes in zip(id_columns, _id_codes(ids, dictionary), strict=True):
         converted[key] = codes

@@ -280,6 +280,34 @@ def test_narrowing_to_the_active_accounts_changes_no_feature(
             pd.testing.assert_frame_equal(features, whole, check_exact=True)
 
 
+def test_tables_read_over_a_window_have_their_ids_coded_for_the_window_alone(
+    saas_tables: dict[str, pd.DataFrame],
+) -> None:
+    with FeatureSession(saas_tables) as session:
+        assert {"support_tickets", "invoices"} <= session._windowed_only
+        assert not {"subscriptions", "accounts", "usage"} & session._windowed_only
+        text = session._arrow_jobs["support_tickets"].result()["support_tickets"]
+        assert pa.types.is_large_string(text["account_id"].type)  # not coded when converted
+        plan = plan_features(session.columns, session.period.last_day)
+        features = session.run_plan(plan)
+        table, window = plan.windows["block_support_tickets"]
+        rows = session._window_rows(table, window, plan.as_of)
+        assert 0 < rows.num_rows < text.num_rows / 2
+        assert "support_tickets" not in session._whole_tables  # never coded whole
+        created = saas_tables["support_tickets"]["created_at"]
+        cutoff = plan.as_of + pd.Timedelta(days=1)
+        inside = (created >= cutoff - pd.Timedelta(days=window.days)) & (created < cutoff)
+        window_ids = pa.array(saas_tables["support_tickets"]["account_id"][inside])
+        expected = pc.index_in(window_ids, value_set=session.account_ids)
+        assert rows["account_id"].to_pylist() == expected.to_pylist()
+        # Read whole (a query over the table, or a plan without windows): coded once, the same
+        # features.
+        (coded,) = session.query("SELECT count(account_id) AS n FROM support_tickets")["n"]
+        assert coded == pc.sum(pc.is_in(text["account_id"], session.account_ids)).as_py()
+        whole = session.run_plan(dataclasses.replace(plan, windows={}))
+        pd.testing.assert_frame_equal(features, whole, check_exact=True)
+
+
 def test_line_up_puts_each_block_row_on_its_account() -> None:
     accounts = pa.chunked_array([pa.array([1, 3, 4], pa.int32())])
     block = pa.table(
