@@ -674,7 +674,7 @@ class FeatureSession:
 
     def _tables_read(self, sql: str) -> list[str]:
         """The contract tables a query names."""
-        return [name for name in self.tables if re.search(rf"\b{name}\b", sql)]
+        return _tables_named(sql, self.tables)
 
     def _block_rows(self, sql: str) -> int:
         """Rows of the largest contract table a block reads (to run the long blocks first)."""
@@ -828,23 +828,28 @@ def _active_rows(table: pa.Table, active: np.ndarray) -> pa.Table:
 def _windowed_only_tables(columns: Mapping[str, Iterable[str]]) -> frozenset[str]:
     """The tables that every block reading them reads over a date window of theirs.
 
-    Support tickets and invoices: their blocks read the last 180 or 365
-    days, 15-30% of a three-year table, so their ids are coded for the rows
-    of the window alone (`FeatureSession._window_rows`), not for every row:
-    ids in no particular order cost a hash look-up each.
+    Support tickets, invoices and opportunities: their blocks read the last
+    180, 365 or 730 days, so their ids are coded for the rows of the window
+    alone (`FeatureSession._window_rows`; a window holding most of the rows
+    gets the whole table, coded once), not for every row: ids in no
+    particular order cost a hash look-up each.
     """
     readers: dict[str, list[bool]] = {}
     for query in family_queries(columns):
         for block in query.blocks:
-            for name in columns:
-                if re.search(rf"\b{name}\b", block.rows):
-                    windowed = query.source == name and block.window is not None
-                    readers.setdefault(name, []).append(windowed)
+            for name in _tables_named(block.rows, columns):
+                windowed = query.source == name and block.window is not None
+                readers.setdefault(name, []).append(windowed)
     return frozenset(
         name
         for name, windowed in readers.items()
         if all(windowed) and name not in (*REVENUE_TABLES, "accounts")
     )
+
+
+def _tables_named(sql: str, names: Iterable[str]) -> list[str]:
+    """The tables of `names` that a query names."""
+    return [name for name in names if re.search(rf"\b{name}\b", sql)]
 
 
 def _raw_name(table: str) -> str:

@@ -11,6 +11,8 @@ build's id codes, and less for validation's membership tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,6 +63,17 @@ def take_rows(ids: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array | p
         parts.append(chunk.take(rows[start:bound] - offset))
         start, offset = bound, end
     return pa.chunked_array(parts, ids.type)
+
+
+def by_runs(
+    ids: pa.Array | pa.ChunkedArray,
+    look_up: Callable[[pa.Array | pa.ChunkedArray], np.ndarray],
+) -> np.ndarray:
+    """`look_up(ids)` (a NumPy array, one value per id), once per run when the ids come in runs."""
+    starts = run_starts(ids)
+    if starts is None:
+        return look_up(ids)
+    return np.repeat(look_up(take_rows(ids, starts)), run_lengths(starts, len(ids)))
 
 
 def repeat_runs(codes: pa.Array | pa.ChunkedArray, starts: np.ndarray, rows: int) -> pa.Array:

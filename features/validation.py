@@ -47,7 +47,7 @@ from features.contract import (
     REVENUE_TABLES,
     Tables,
 )
-from features.id_runs import run_lengths, run_starts, take_rows
+from features.id_runs import by_runs
 from features.issues import (
     EXAMPLE_ROWS,
     Issue,
@@ -461,11 +461,9 @@ def _is_in(values: pd.Series, allowed: pd.Series) -> pd.Series:
     value_set = pa.array(allowed.astype("str").dropna().unique(), from_pandas=True)
     if value_set.type != column.type:
         value_set = value_set.cast(column.type)
-    starts = run_starts(column)  # ids that come in runs: one test per run
-    looked_up = column if starts is None else take_rows(column, starts)
-    found = np.asarray(pc.is_in(looked_up, value_set=value_set).fill_null(False))
-    if starts is not None:
-        found = np.repeat(found, run_lengths(starts, len(column)))
+    found = by_runs(  # ids that come in runs: one test per run
+        column, lambda ids: np.asarray(pc.is_in(ids, value_set=value_set).fill_null(False))
+    )
     return pd.Series(found, index=values.index)
 
 
